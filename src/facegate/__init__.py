@@ -1,0 +1,1 @@
+"""facegate: self-hosted face verification."""

