@@ -79,6 +79,76 @@ def cmd_eval_faces(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_challenge(args: argparse.Namespace) -> int:
+    import time
+
+    from facegate.config import challenge_key
+    from facegate.liveness.challenge import ChallengePolicy, create_challenge, sign
+
+    actions = (
+        tuple(a.strip() for a in args.actions.split(",") if a.strip()) if args.actions else None
+    )
+    policy = ChallengePolicy(ttl_s=args.ttl, flash=args.flash)
+    challenge = create_challenge(policy, now=time.time(), actions=actions)
+    _print({**challenge.payload(), "token": sign(challenge, challenge_key())})
+    return 0
+
+
+def _read_challenge_token(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such challenge file", code="file_not_found", file=path)
+    text = p.read_text(errors="replace").strip()
+    if text.startswith("{"):
+        try:
+            return str(json.loads(text)["token"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            from facegate.liveness.challenge import ChallengeError
+
+            raise ChallengeError("the challenge file holds no token") from None
+    return text
+
+
+def cmd_liveness(args: argparse.Namespace) -> int:
+    import time
+
+    from facegate.config import challenge_key, data_dir
+    from facegate.engine.pipeline import FaceEngine
+    from facegate.liveness.challenge import verify
+    from facegate.liveness.check import LivenessChecker
+    from facegate.liveness.ledger import ChallengeLedger
+    from facegate.liveness.video import VideoLimits
+
+    now = time.time()
+    challenge = verify(_read_challenge_token(args.challenge), challenge_key(), now=now)
+    video = Path(args.video)
+    if not video.is_file():
+        raise InputError("no such video file", code="file_not_found", file=args.video)
+    limits = VideoLimits(max_seconds=args.max_seconds, max_bytes=args.max_bytes)
+    if video.stat().st_size > limits.max_bytes:
+        raise InputError(
+            "the video is larger than the byte limit",
+            code="video_too_large",
+            bytes=video.stat().st_size,
+            limit=limits.max_bytes,
+        )
+    ChallengeLedger(data_dir() / "challenges.sqlite3").spend(challenge, now=now)
+    engine = FaceEngine(embedder=args.embedder, num_threads=2)
+    checker = LivenessChecker(engine, limits=limits, num_threads=2)
+    _print(checker.check(video.read_bytes(), challenge).to_dict())
+    return 0
+
+
+def cmd_eval_liveness(args: argparse.Namespace) -> int:
+    from facegate.eval.liveness import run_liveness_evaluation
+
+    report = run_liveness_evaluation(
+        Path(args.data), report_path=Path(args.report) if args.report else None
+    )
+    _print(report)
+    return 0
+
+
 def cmd_models_install(args: argparse.Namespace) -> int:
     from facegate.engine.models import install_mobilefacenet, mediapipe_model
 
@@ -146,6 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-impostor-pairs", type=int, default=2_000_000)
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_eval_faces)
+
+    p = sub.add_parser("challenge", help="issue a signed, single-use liveness challenge")
+    p.add_argument("--actions", help="comma-separated actions in order, e.g. blink,turn_left")
+    p.add_argument("--flash", action="store_true", help="add a colour-flash sequence")
+    p.add_argument("--ttl", type=float, default=60.0, help="seconds until it expires")
+    p.set_defaults(func=cmd_challenge)
+
+    p = sub.add_parser("liveness", help="judge a video against a challenge")
+    p.add_argument("video")
+    p.add_argument("--challenge", required=True, help="the JSON printed by `facegate challenge`")
+    p.add_argument("--embedder", default="default", choices=["default", "mobilefacenet", "dlib"])
+    p.add_argument("--max-seconds", type=float, default=15.0)
+    p.add_argument("--max-bytes", type=int, default=30 * 1024 * 1024)
+    p.set_defaults(func=cmd_liveness)
+
+    e = esub.add_parser("liveness", help="BPCER and APCER on ../shared/data videos")
+    e.add_argument(
+        "--data",
+        default=str(Path("..") / "shared" / "data"),
+        help="the shared data folder (default ../shared/data)",
+    )
+    e.add_argument("--report", help="write the JSON report here")
+    e.set_defaults(func=cmd_eval_liveness)
 
     p = sub.add_parser("models", help="model weights")
     msub = p.add_subparsers(dest="what", required=True)

@@ -26,9 +26,18 @@ log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
+    """``align`` cuts the model's own input chip; ``embed_chip`` turns it into a unit vector.
+
+    Split in two so that a video can keep small chips of many frames and embed only a few.
+    """
+
     name: str
     space_id: str
     dim: int
+
+    def align(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray: ...
+
+    def embed_chip(self, chip: np.ndarray) -> np.ndarray: ...
 
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray: ...
 
@@ -48,7 +57,7 @@ class MobileFaceNetEmbedder:
             "-flip" if flip else ""
         )
 
-    def chip(self, rgb: np.ndarray, landmarks: Landmarks) -> np.ndarray:
+    def align(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
         return align_face(rgb, landmarks.five, 112)
 
     def embed_chips(self, chip_a: np.ndarray, chip_b: np.ndarray) -> np.ndarray:
@@ -58,7 +67,9 @@ class MobileFaceNetEmbedder:
         return out
 
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
-        chip = self.chip(rgb, landmarks)
+        return self.embed_chip(self.align(rgb, box, landmarks))
+
+    def embed_chip(self, chip: np.ndarray) -> np.ndarray:
         if self.flip:
             out = self.embed_chips(chip, chip[:, ::-1])
             vec = l2_normalise(out[0]) + l2_normalise(out[1])
@@ -75,14 +86,21 @@ class DlibEmbedder:
     def __init__(self) -> None:
         import dlib
 
+        self._dlib = dlib
         self._five = DlibFivePoint()
         self._net = dlib.face_recognition_model_v1(
             str(dlib_model("dlib_face_recognition_resnet_model_v1.dat").path)
         )
 
+    def align(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
+        """dlib's own 150x150 chip (padding 0.25) from its 5-point predictor on the box."""
+        return np.asarray(self._dlib.get_face_chip(rgb, self._five.shape(rgb, box), 150, 0.25))
+
+    def embed_chip(self, chip: np.ndarray) -> np.ndarray:
+        return l2_normalise(np.asarray(self._net.compute_face_descriptor(chip), np.float32))
+
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
-        shape = self._five.shape(rgb, box)
-        return l2_normalise(np.asarray(self._net.compute_face_descriptor(rgb, shape), np.float32))
+        return self.embed_chip(self.align(rgb, box, landmarks))
 
 
 EMBEDDERS = {"mobilefacenet": MobileFaceNetEmbedder, "dlib": DlibEmbedder}

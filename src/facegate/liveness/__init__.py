@@ -1,0 +1,1 @@
+"""Liveness: signed challenges, per-frame signals, and the judge that decides."""

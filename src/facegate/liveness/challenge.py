@@ -1,0 +1,163 @@
+"""Random, signed, expiring, single-use liveness challenges (pure: time and randomness are inputs).
+
+A challenge is a small JSON payload signed with HMAC-SHA256 under a server key:
+``token = base64url(payload) + "." + base64url(mac)``. Every way a token can be wrong (bad
+encoding, bad MAC, bad fields) raises the same ``ChallengeError("invalid_challenge")``, so a
+forger learns nothing from the error. Expiry is checked after the MAC, and single use is the
+ledger's job (``facegate.liveness.ledger``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from random import Random
+
+from facegate.errors import FacegateError
+from facegate.liveness.actions import ACTIONS
+
+FLASH_COLOURS = ("#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#ffffff")
+TOKEN_VERSION = 1
+
+
+class ChallengeError(FacegateError):
+    default_code = "invalid_challenge"
+
+
+@dataclass(frozen=True)
+class ChallengePolicy:
+    min_actions: int = 2
+    max_actions: int = 4
+    ttl_s: float = 60.0
+    flash: bool = False
+    flash_colours_min: int = 4
+    flash_colours_max: int = 6
+    flash_ms_min: int = 300
+    flash_ms_max: int = 500
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_actions <= self.max_actions <= 6:
+            raise ValueError("need 1 <= min_actions <= max_actions <= 6")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    id: str
+    nonce: str
+    actions: tuple[str, ...]
+    issued_at: float
+    expires_at: float
+    flash: tuple[tuple[str, int], ...] | None = None  # (colour, duration ms) shown in order
+
+    def payload(self) -> dict[str, object]:
+        return {
+            "v": TOKEN_VERSION,
+            "id": self.id,
+            "nonce": self.nonce,
+            "actions": list(self.actions),
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "flash": [list(step) for step in self.flash] if self.flash else None,
+        }
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, b"facegate-challenge\x00" + body, hashlib.sha256).digest()
+
+
+def random_actions(policy: ChallengePolicy, rng: Random) -> tuple[str, ...]:
+    """2-4 actions, no action twice in a row (two consecutive blinks read as one long one)."""
+    n = rng.randint(policy.min_actions, policy.max_actions)
+    out: list[str] = []
+    while len(out) < n:
+        action = rng.choice(ACTIONS)
+        if not out or out[-1] != action:
+            out.append(action)
+    return tuple(out)
+
+
+def random_flash(policy: ChallengePolicy, rng: Random) -> tuple[tuple[str, int], ...]:
+    n = rng.randint(policy.flash_colours_min, policy.flash_colours_max)
+    out: list[tuple[str, int]] = []
+    while len(out) < n:
+        colour = rng.choice(FLASH_COLOURS)
+        if not out or out[-1][0] != colour:
+            out.append((colour, rng.randint(policy.flash_ms_min, policy.flash_ms_max)))
+    return tuple(out)
+
+
+def create_challenge(
+    policy: ChallengePolicy,
+    *,
+    now: float,
+    rng: Random | None = None,
+    actions: tuple[str, ...] | None = None,
+) -> Challenge:
+    """A fresh challenge. ``actions`` fixes the sequence (evaluation, tests); still signed and
+    single-use like any other."""
+    rng = rng or secrets.SystemRandom()
+    if actions is not None:
+        unknown = [a for a in actions if a not in ACTIONS]
+        if unknown or not actions or len(actions) > 6:
+            raise ChallengeError(
+                f"actions must be 1 to 6 of {', '.join(ACTIONS)}",
+                code="invalid_actions",
+                unknown=unknown,
+            )
+    chosen = tuple(actions) if actions is not None else random_actions(policy, rng)
+    return Challenge(
+        id=secrets.token_hex(16),
+        nonce=secrets.token_hex(16),
+        actions=chosen,
+        issued_at=round(now, 3),
+        expires_at=round(now + policy.ttl_s, 3),
+        flash=random_flash(policy, rng) if policy.flash else None,
+    )
+
+
+def sign(challenge: Challenge, key: bytes) -> str:
+    body = json.dumps(challenge.payload(), sort_keys=True, separators=(",", ":")).encode()
+    return _b64(body) + "." + _b64(_mac(key, body))
+
+
+def verify(token: str, key: bytes, *, now: float) -> Challenge:
+    """The challenge inside a token, or ``ChallengeError``: invalid (any tampering) or expired."""
+    try:
+        body_b64, mac_b64 = token.strip().split(".")
+        body = _unb64(body_b64)
+        if not hmac.compare_digest(_mac(key, body), _unb64(mac_b64)):
+            raise ValueError("mac")
+        p = json.loads(body)
+        if p.get("v") != TOKEN_VERSION:
+            raise ValueError("version")
+        actions = tuple(str(a) for a in p["actions"])
+        if not actions or any(a not in ACTIONS for a in actions):
+            raise ValueError("actions")
+        flash = tuple((str(c), int(ms)) for c, ms in p["flash"]) if p.get("flash") else None
+        challenge = Challenge(
+            id=str(p["id"]),
+            nonce=str(p["nonce"]),
+            actions=actions,
+            issued_at=float(p["issued_at"]),
+            expires_at=float(p["expires_at"]),
+            flash=flash,
+        )
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ChallengeError("the challenge token is not valid") from exc
+    if now > challenge.expires_at:
+        raise ChallengeError("the challenge has expired", code="challenge_expired")
+    if now < challenge.issued_at - 5:
+        raise ChallengeError("the challenge token is not valid")
+    return challenge

@@ -1,0 +1,112 @@
+"""LivenessChecker: video bytes + challenge -> Verdict, reusing the face engine's loaded models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from facegate.engine.compare import operating_point
+from facegate.engine.pipeline import FaceEngine
+from facegate.errors import FacegateError
+from facegate.liveness.actions import DEFAULT_ACTION_POLICY, ActionPolicy
+from facegate.liveness.challenge import Challenge
+from facegate.liveness.judge import IdentityPolicy, Verdict, judge
+from facegate.liveness.signals import FaceTracker, FrameSignals, IrisModel
+from facegate.liveness.video import DEFAULT_VIDEO_LIMITS, VideoLimits, read_frames
+from facegate.types import FaceBox
+
+IDENTITY_OPERATING_POINT = "fmr_1e-2"  # frames of one video: a lenient, still meaningful bound
+
+
+@dataclass
+class LivenessResult:
+    verdict: Verdict
+    challenge_id: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "challenge_id": self.challenge_id,
+            **self.verdict.to_dict(),
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+
+class LivenessChecker:
+    def __init__(
+        self,
+        engine: FaceEngine,
+        *,
+        limits: VideoLimits = DEFAULT_VIDEO_LIMITS,
+        action_policy: ActionPolicy = DEFAULT_ACTION_POLICY,
+        identity_policy: IdentityPolicy | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        self.engine = engine
+        self.iris = IrisModel(num_threads)
+        self.limits = limits
+        self.action_policy = action_policy
+        self.identity_policy = identity_policy or IdentityPolicy()
+        self.identity_threshold = operating_point(
+            engine.space_id, IDENTITY_OPERATING_POINT
+        ).threshold
+
+    def analyse_video(
+        self, video: bytes
+    ) -> tuple[list[FrameSignals], list[np.ndarray | None], dict[str, float]]:
+        """Signals per analysed frame, the embedder's chip per frame (small; frames are dropped),
+        and the time spent per stage."""
+        counter = getattr(self.engine.detector, "short", None)  # BlazeFace short-range alone
+        tracker = FaceTracker(self.engine.detector, self.engine.mesh, self.iris, counter=counter)
+        signals: list[FrameSignals] = []
+        chips: list[np.ndarray | None] = []
+        timings = {"decode": 0.0, "chips": 0.0}
+        t = time.perf_counter()
+        for frame in read_frames(video, self.limits):
+            timings["decode"] += (time.perf_counter() - t) * 1000
+            sig = tracker.step(frame.rgb, frame.t_ms)
+            t = time.perf_counter()
+            chip = None
+            if sig.face and sig.landmarks is not None and sig.box_xyxy is not None:
+                box = FaceBox(sig.box_xyxy, 1.0)
+                chip = self.engine.embedder.align(frame.rgb, box, sig.landmarks)
+            signals.append(sig)
+            chips.append(chip)
+            timings["chips"] += (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+        timings.update(tracker.timings_ms)
+        return signals, chips, timings
+
+    def judge_signals(
+        self,
+        challenge: Challenge,
+        signals: list[FrameSignals],
+        chips: list[np.ndarray | None],
+    ) -> Verdict:
+        def embed(i: int) -> np.ndarray | None:
+            chip = chips[i]
+            return None if chip is None else self.engine.embedder.embed_chip(chip)
+
+        return judge(
+            challenge.actions,
+            signals,
+            embed=embed,
+            identity_threshold=self.identity_threshold,
+            action_policy=self.action_policy,
+            identity_policy=self.identity_policy,
+        )
+
+    def check(self, video: bytes, challenge: Challenge) -> LivenessResult:
+        t0 = time.perf_counter()
+        signals, chips, timings = self.analyse_video(video)
+        t1 = time.perf_counter()
+        if not any(s.face for s in signals):
+            raise FacegateError("no face was found in the video", code="no_face")
+        verdict = self.judge_signals(challenge, signals, chips)
+        t2 = time.perf_counter()
+        timings["judge_and_identity"] = (t2 - t1) * 1000
+        timings["total"] = (t2 - t0) * 1000
+        return LivenessResult(verdict, challenge.id, timings)

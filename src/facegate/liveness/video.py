@@ -1,0 +1,102 @@
+"""Read a bounded video into sampled RGB frames, in memory, through OpenCV.
+
+Limits are checked before and while decoding: bytes, resolution, duration, frame count.
+Frames are never written anywhere; OpenCV reads the bytes through an in-memory stream reader.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facegate.errors import InputError
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    max_bytes: int = 30 * 1024 * 1024
+    max_seconds: float = 15.0
+    max_long_side: int = 1920
+    max_short_side: int = 1080
+    max_decoded_frames: int = 1200  # a hard stop whatever the container claims
+    analysis_fps: float = 15.0
+
+
+DEFAULT_VIDEO_LIMITS = VideoLimits()
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    t_ms: float
+    rgb: np.ndarray
+
+
+def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iterator[Frame]:
+    """Yield frames sampled at most ``limits.analysis_fps``; raise ``InputError`` on bad input."""
+    if not data:
+        raise InputError("the video is empty", code="empty_file")
+    if len(data) > limits.max_bytes:
+        raise InputError(
+            "the video is larger than the byte limit",
+            code="video_too_large",
+            bytes=len(data),
+            limit=limits.max_bytes,
+        )
+    # OpenCV (>= 4.10) reads from any io.BufferedIOBase, so the bytes never touch the disk.
+    # It does not keep the stream alive itself: ``stream`` must outlive ``cap`` (else a segfault).
+    stream = io.BytesIO(data)
+    cap = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [])
+    try:
+        if not cap.isOpened():
+            raise InputError("the file is not a readable video", code="not_a_video")
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if max(width, height) > limits.max_long_side or min(width, height) > limits.max_short_side:
+            raise InputError(
+                "the video resolution is over the limit",
+                code="video_resolution_too_high",
+                width=width,
+                height=height,
+                limit=f"{limits.max_long_side}x{limits.max_short_side}",
+            )
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        if not math.isfinite(fps) or fps <= 0 or fps > 240:
+            fps = 30.0
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if math.isfinite(count) and count > 0 and count / fps > limits.max_seconds + 0.5:
+            raise InputError(
+                "the video is longer than allowed",
+                code="video_too_long",
+                seconds=round(count / fps, 2),
+                limit=limits.max_seconds,
+            )
+        step = max(1, round(fps / limits.analysis_fps))
+        index = 0
+        yielded = 0
+        while index < limits.max_decoded_frames:
+            if not cap.grab():
+                break
+            t_ms = index * 1000.0 / fps
+            if t_ms > limits.max_seconds * 1000 + 500:
+                raise InputError(
+                    "the video is longer than allowed",
+                    code="video_too_long",
+                    limit=limits.max_seconds,
+                )
+            if index % step == 0:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    yielded += 1
+                    yield Frame(index, t_ms, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            index += 1
+        if yielded == 0:
+            raise InputError("the video has no decodable frames", code="no_frames")
+    finally:
+        cap.release()
+        stream.close()
