@@ -149,6 +149,76 @@ def cmd_eval_liveness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service(liveness: bool = False):
+    from facegate.config import data_dir
+    from facegate.service.core import open_service
+
+    return open_service(data_dir(), liveness=liveness)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from facegate.config import data_dir
+
+    folder = data_dir()
+    svc = _service()
+    if not svc.store.list_tenants():
+        tenant, key = svc.create_tenant("default")
+        sys.stderr.write(
+            f"facegate: created tenant 'default' ({tenant.id}) in {folder}\n"
+            f"facegate: its first admin key (shown once, store it now):\n{key}\n"
+        )
+        sys.stderr.flush()
+    svc.store.close()
+    del svc
+    sys.stderr.write(f"facegate: serving on http://{args.host}:{args.port} (docs at /docs)\n")
+    uvicorn.run(
+        "facegate.service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    tenant, key = _service().create_tenant(args.name)
+    _print({"tenant_id": tenant.id, "name": tenant.name, "admin_key": key})
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    _print(_service().rotate_master_key())
+    return 0
+
+
+def cmd_keys_renew_transform(args: argparse.Namespace) -> int:
+    svc = _service()
+    tenant = svc.store.tenant_by_name(args.tenant) or svc.store.get_tenant(args.tenant)
+    if tenant is None:
+        raise InputError("no such tenant", code="not_found", tenant=args.tenant)
+    _print(svc.renew_transform(tenant.id))
+    return 0
+
+
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    _print({"retention": _service().run_retention()})
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from facegate.storage.sqlite import verify_audit_chain
+
+    records = _service().store.audit_records()
+    ok, problems = verify_audit_chain(records)
+    _print({"ok": ok, "records": len(records), "problems": problems})
+    return 0 if ok else EXIT_REFUSED
+
+
 def cmd_models_install(args: argparse.Namespace) -> int:
     from facegate.engine.models import install_mobilefacenet, mediapipe_model
 
@@ -239,6 +309,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--report", help="write the JSON report here")
     e.set_defaults(func=cmd_eval_liveness)
+
+    p = sub.add_parser("serve", help="run the REST API (data in FACEGATE_DATA_DIR)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (models load in each)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("tenants", help="tenants")
+    tsub = p.add_subparsers(dest="what", required=True)
+    t = tsub.add_parser("create", help="create a tenant and print its first admin key")
+    t.add_argument("name")
+    t.set_defaults(func=cmd_tenants_create)
+
+    p = sub.add_parser("keys", help="key management")
+    ksub = p.add_subparsers(dest="what", required=True)
+    k = ksub.add_parser("rotate", help="new master key; re-wrap every tenant's data key")
+    k.set_defaults(func=cmd_keys_rotate)
+    k = ksub.add_parser("renew-transform", help="new secret transform for one tenant")
+    k.add_argument("--tenant", required=True, help="tenant name or id")
+    k.set_defaults(func=cmd_keys_renew_transform)
+
+    p = sub.add_parser("retention", help="data retention")
+    rsub = p.add_subparsers(dest="what", required=True)
+    r = rsub.add_parser("run", help="erase templates past each tenant's retention period")
+    r.set_defaults(func=cmd_retention_run)
+
+    p = sub.add_parser("audit", help="the audit log")
+    asub = p.add_subparsers(dest="what", required=True)
+    a = asub.add_parser("verify", help="check the hash chain: altered, removed, reordered records")
+    a.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("models", help="model weights")
     msub = p.add_subparsers(dest="what", required=True)

@@ -26,6 +26,8 @@ class LivenessResult:
     verdict: Verdict
     challenge_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # the embedding of the most frontal frame, for enrolment or verification; never serialised
+    best_embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,5 +110,19 @@ class LivenessChecker:
         verdict = self.judge_signals(challenge, signals, chips)
         t2 = time.perf_counter()
         timings["judge_and_identity"] = (t2 - t1) * 1000
-        timings["total"] = (t2 - t0) * 1000
-        return LivenessResult(verdict, challenge.id, timings)
+        best = best_frame(signals, chips)
+        embedding = None if best is None else self.engine.embedder.embed_chip(chips[best])  # type: ignore[arg-type]
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return LivenessResult(verdict, challenge.id, timings, embedding)
+
+
+def best_frame(signals: list[FrameSignals], chips: list[np.ndarray | None]) -> int | None:
+    """The most frontal frame with a face (smallest head rotation from the video's median)."""
+    usable = [i for i, s in enumerate(signals) if s.face and chips[i] is not None]
+    if not usable:
+        return None
+    pitch0 = float(np.median([signals[i].pitch_deg or 0.0 for i in usable]))
+    return min(
+        usable,
+        key=lambda i: abs(signals[i].yaw_deg or 0.0) + abs((signals[i].pitch_deg or 0.0) - pitch0),
+    )

@@ -1,0 +1,1 @@
+"""Template protection: envelope encryption (AES-256-GCM) and per-tenant cancelable transforms."""

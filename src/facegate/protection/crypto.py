@@ -1,0 +1,122 @@
+"""Envelope encryption with AES-256-GCM (the ``cryptography`` package).
+
+    master key (KEK, versioned, from a key file or FACEGATE_MASTER_KEYS)
+      └─ wraps each tenant's data key (DEK, 32 bytes), with the tenant id as associated data
+           └─ seals each template, with tenant, subject, template id and space as associated data
+
+Associated data binds a ciphertext to its row: a sealed template copied to another subject or
+tenant fails to open. Every failure to open raises the same ``ProtectionError`` (no oracle).
+Rotation re-wraps data keys under the newest master key; templates are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from facegate.errors import FacegateError
+
+NONCE_BYTES = 12
+
+
+class ProtectionError(FacegateError):
+    default_code = "protection_error"
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError) as exc:
+        raise ProtectionError("a protected value could not be opened") from exc
+
+
+@dataclass
+class KeyRing:
+    """Master keys by version; ``current`` wraps new data keys."""
+
+    keys: dict[int, bytes]
+    current: int
+    path: Path | None = None  # where it lives, when file-backed (rotation writes it)
+
+    def key(self, version: int) -> bytes:
+        if version not in self.keys:
+            raise ProtectionError("a protected value could not be opened")
+        return self.keys[version]
+
+    def wrap(self, dek: bytes, tenant_id: str) -> tuple[int, bytes]:
+        return self.current, seal(self.keys[self.current], dek, b"dek|" + tenant_id.encode())
+
+    def unwrap(self, version: int, wrapped: bytes, tenant_id: str) -> bytes:
+        return open_sealed(self.key(version), wrapped, b"dek|" + tenant_id.encode())
+
+    def add_version(self) -> int:
+        """A new master key becomes current (file-backed key rings only)."""
+        if self.path is None:
+            raise ProtectionError(
+                "master keys come from FACEGATE_MASTER_KEYS: put the new key first there",
+                code="keys_from_environment",
+            )
+        version = max(self.keys) + 1
+        self.keys[version] = secrets.token_bytes(32)
+        self.current = version
+        self.save()
+        return version
+
+    def save(self) -> None:
+        assert self.path is not None
+        data = {"current": self.current, "keys": {str(v): k.hex() for v, k in self.keys.items()}}
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        tmp.replace(self.path)
+
+
+def default_key_file() -> Path:
+    """``FACEGATE_KEY_FILE``, else ``$XDG_CONFIG_HOME/facegate/master.keys``: deliberately not in
+    the data folder, so that a copy of the data folder alone opens nothing."""
+    env = os.environ.get("FACEGATE_KEY_FILE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "facegate" / "master.keys"
+
+
+def load_keyring(key_file: Path | None = None) -> KeyRing:
+    """``FACEGATE_MASTER_KEYS`` ("3:hex,2:hex": current first), else the key file (0600),
+    created with one fresh key on first start."""
+    env = os.environ.get("FACEGATE_MASTER_KEYS")
+    if env:
+        keys: dict[int, bytes] = {}
+        order: list[int] = []
+        try:
+            for item in env.split(","):
+                version, hexkey = item.strip().split(":")
+                keys[int(version)] = bytes.fromhex(hexkey)
+                order.append(int(version))
+        except ValueError as exc:
+            raise ProtectionError("FACEGATE_MASTER_KEYS is malformed", code="bad_key") from exc
+        if not order or any(len(k) != 32 for k in keys.values()):
+            raise ProtectionError("master keys must be 32 bytes (64 hex digits)", code="bad_key")
+        return KeyRing(keys, order[0])
+    path = key_file or default_key_file()
+    if path.exists():
+        data = json.loads(path.read_text())
+        return KeyRing(
+            {int(v): bytes.fromhex(k) for v, k in data["keys"].items()}, int(data["current"]), path
+        )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ring = KeyRing({1: secrets.token_bytes(32)}, 1, path)
+    ring.save()
+    return ring

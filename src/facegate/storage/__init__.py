@@ -1,0 +1,1 @@
+"""Persistence. ``Store`` is the one interface; ``SQLiteStore`` is the embedded default."""

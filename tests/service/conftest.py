@@ -1,0 +1,98 @@
+"""A real facegate server on 127.0.0.1 (uvicorn in a thread), driven over HTTP with httpx."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from facegate.liveness.check import LivenessChecker
+from facegate.protection.crypto import load_keyring
+from facegate.service.app import Settings, create_app
+from facegate.service.core import FaceService
+from facegate.storage.sqlite import SQLiteStore
+
+
+@dataclass
+class Server:
+    url: str
+    service: FaceService
+    data_dir: Path
+    key_file: Path
+    admin_key: str
+    thread: threading.Thread
+    server: uvicorn.Server
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    engine,
+    tmp: Path,
+    *,
+    rate_per_minute: int = 10_000,
+    max_body: int = 32 << 20,
+    liveness: bool = True,
+) -> Server:
+    data_dir, key_file = tmp / "data", tmp / "keys" / "master.keys"
+    data_dir.mkdir(parents=True)
+    service = FaceService(
+        SQLiteStore(data_dir / "facegate.sqlite3"),
+        load_keyring(key_file),
+        engine,
+        LivenessChecker(engine) if liveness else None,
+    )
+    _, admin_key = service.create_tenant("alpha")
+    settings = Settings(data_dir=data_dir, rate_per_minute=rate_per_minute, max_body_bytes=max_body)
+    app = create_app(settings, service=service)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    return Server(
+        f"http://127.0.0.1:{port}", service, data_dir, key_file, admin_key, thread, server
+    )
+
+
+def stop_server(server: Server) -> None:
+    server.server.should_exit = True
+    server.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(engine, tmp_path_factory) -> Iterator[Server]:
+    s = start_server(engine, tmp_path_factory.mktemp("facegate"))
+    yield s
+    stop_server(s)
+
+
+def face(shared_data: Path, rel: str) -> bytes:
+    return (shared_data / "faces" / rel).read_bytes()
+
+
+def consenting_subject(client: httpx.Client, subject_id: str) -> None:
+    assert client.post("/v1/subjects", json={"subject_id": subject_id}).status_code == 201
+    version = client.get("/v1/tenant").json()["consent_text_version"]
+    r = client.post(
+        f"/v1/subjects/{subject_id}/consents",
+        json={"text_version": version, "method": "checkbox in test"},
+    )
+    assert r.status_code == 201, r.text
