@@ -7,6 +7,7 @@ structural. Face images and plain embeddings live only in local variables of the
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -91,12 +92,13 @@ class FaceService:
         ring: KeyRing,
         engine: FaceEngine,
         checker: LivenessChecker | None = None,
+        index_kind: str = "flat",
     ) -> None:
         self.store = store
         self.ring = ring
         self.engine = engine
         self.checker = checker
-        self.index = GalleryIndex()
+        self.index = GalleryIndex(index_kind)
         self.calibration = load_calibration(engine.space_id)
         self.rebuild_index()
 
@@ -693,7 +695,7 @@ class FaceService:
         v = self.secrets_of(tenant).open_vector(
             t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
         )
-        return (t.tenant_id, t.space_id, t.subject_id, t.seq, v)
+        return (t.tenant_id, t.space_id, t.subject_id, v)
 
     def rebuild_index(self) -> None:
         self.index.reset()
@@ -707,7 +709,7 @@ class FaceService:
             v = opened[t.tenant_id].open_vector(
                 t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
             )
-            self.index.add(t.tenant_id, t.space_id, t.id, t.subject_id, t.seq, v)
+            self.index.add(t.tenant_id, t.space_id, t.id, t.subject_id, v)
         self.index.synced_seq = last
 
     def sync_index(self) -> None:
@@ -715,6 +717,8 @@ class FaceService:
         entries = self.store.template_log_since(self.index.synced_seq)
         if entries:
             self.index.sync(entries, self._load_for_index)
+        if self.index.needs_rebuild():
+            self.rebuild_index()
 
     # -- operator tasks -------------------------------------------------------------------------
 
@@ -831,7 +835,7 @@ def open_service(data_dir: Path, *, liveness: bool = True, num_threads: int = 1)
     engine = FaceEngine(num_threads=num_threads)
     checker = LivenessChecker(engine, num_threads=num_threads) if liveness else None
     try:
-        return FaceService(store, ring, engine, checker)
+        return FaceService(store, ring, engine, checker, os.environ.get("FACEGATE_INDEX", "flat"))
     except ProtectionError:
         log.error("the master key does not open this data folder's tenant keys")
         raise

@@ -1,9 +1,14 @@
-"""In-process 1:N index over protected (transformed) templates, one per tenant and space.
+"""In-process 1:N index over protected (transformed) templates, one gallery per tenant and space.
 
-Exact inner-product search (faiss ``IndexFlatIP``, one OpenMP thread): at the gallery sizes a
-self-hosted deployment sees, it answers in ~2 ms per 100k templates with perfect recall and no
-build time (../shared/context/stack.md; bench/bench_index.py). It is rebuilt from the database at
-start and kept in sync through the database's template log, so several workers agree.
+Two kinds, chosen by measurement (bench/bench_index.py, README "1:N index"):
+- ``flat`` (default): exact inner-product search (faiss ``IndexFlatIP``, one OpenMP thread).
+  Perfect recall, no build time; latency grows linearly (about 4 ms per 50k templates here).
+- ``hnsw``: faiss ``IndexHNSWFlat`` for large galleries. It stores the full vectors, so the
+  scores it returns are exact; candidates are over-fetched and re-ranked by those exact scores,
+  and erased templates are filtered out (HNSW cannot delete) until the next rebuild.
+
+The index is rebuilt from the database at start and kept in sync through the database's template
+log, so several worker processes agree.
 """
 
 from __future__ import annotations
@@ -18,17 +23,6 @@ import numpy as np
 faiss.omp_set_num_threads(1)
 
 
-@dataclass
-class _Gallery:
-    dim: int
-    index: faiss.IndexIDMap2 = field(init=False)
-    subjects: dict[int, str] = field(default_factory=dict)  # faiss id -> subject id
-    template_ids: dict[int, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-
-
 @dataclass(frozen=True)
 class Hit:
     subject_id: str
@@ -36,21 +30,57 @@ class Hit:
     score: float
 
 
+@dataclass
+class _Gallery:
+    dim: int
+    kind: str
+    ef_search: int
+    index: faiss.Index = field(init=False)
+    subjects: dict[int, str] = field(default_factory=dict)  # faiss label -> subject id
+    template_ids: dict[int, str] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
+    next_label: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = 80
+            self.index.hnsw.efSearch = self.ef_search
+        else:
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    def add(self, label: int, vector: np.ndarray) -> None:
+        v = vector.reshape(1, -1).astype(np.float32)
+        if self.kind == "hnsw":
+            assert label == self.index.ntotal  # HNSW labels are insertion positions
+            self.index.add(v)
+        else:
+            self.index.add_with_ids(v, np.array([label], np.int64))
+
+    def remove(self, label: int) -> None:
+        if self.kind == "hnsw":
+            self.removed.add(label)
+        else:
+            self.index.remove_ids(np.array([label], np.int64))
+
+    @property
+    def live_count(self) -> int:
+        return int(self.index.ntotal) - len(self.removed)
+
+
 class GalleryIndex:
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "flat", ef_search: int = 128) -> None:
+        if kind not in ("flat", "hnsw"):
+            raise ValueError("index kind must be flat or hnsw")
+        self.kind = kind
+        self.ef_search = ef_search
         self._galleries: dict[tuple[str, str], _Gallery] = {}
-        self._where: dict[str, tuple[tuple[str, str], int]] = {}  # template id -> (key, faiss id)
+        self._where: dict[str, tuple[tuple[str, str], int]] = {}  # template id -> (gallery, label)
         self._lock = threading.Lock()
         self.synced_seq = 0
 
     def add(
-        self,
-        tenant_id: str,
-        space_id: str,
-        template_id: str,
-        subject_id: str,
-        seq: int,
-        vector: np.ndarray,
+        self, tenant_id: str, space_id: str, template_id: str, subject_id: str, vector: np.ndarray
     ) -> None:
         with self._lock:
             if template_id in self._where:
@@ -58,24 +88,24 @@ class GalleryIndex:
             key = (tenant_id, space_id)
             gallery = self._galleries.get(key)
             if gallery is None:
-                gallery = self._galleries[key] = _Gallery(len(vector))
-            gallery.index.add_with_ids(
-                vector.reshape(1, -1).astype(np.float32), np.array([seq], np.int64)
-            )
-            gallery.subjects[seq] = subject_id
-            gallery.template_ids[seq] = template_id
-            self._where[template_id] = (key, seq)
+                gallery = self._galleries[key] = _Gallery(len(vector), self.kind, self.ef_search)
+            label = gallery.next_label
+            gallery.next_label += 1
+            gallery.add(label, vector)
+            gallery.subjects[label] = subject_id
+            gallery.template_ids[label] = template_id
+            self._where[template_id] = (key, label)
 
     def remove(self, template_id: str) -> None:
         with self._lock:
             where = self._where.pop(template_id, None)
             if where is None:
                 return
-            key, seq = where
+            key, label = where
             gallery = self._galleries[key]
-            gallery.index.remove_ids(np.array([seq], np.int64))
-            gallery.subjects.pop(seq, None)
-            gallery.template_ids.pop(seq, None)
+            gallery.remove(label)
+            gallery.subjects.pop(label, None)
+            gallery.template_ids.pop(label, None)
 
     def search(
         self,
@@ -87,19 +117,26 @@ class GalleryIndex:
     ) -> list[Hit]:
         with self._lock:
             gallery = self._galleries.get((tenant_id, space_id))
-            if gallery is None or gallery.index.ntotal == 0:
+            if gallery is None or gallery.live_count == 0:
                 return []
-            k = min(k, gallery.index.ntotal)
-            scores, ids = gallery.index.search(vector.reshape(1, -1).astype(np.float32), k)
-            return [
+            fetch = min(int(gallery.index.ntotal), (k + len(gallery.removed)) * 2)
+            scores, labels = gallery.index.search(vector.reshape(1, -1).astype(np.float32), fetch)
+            hits = [
                 Hit(gallery.subjects[int(i)], gallery.template_ids[int(i)], float(s))
-                for s, i in zip(scores[0], ids[0])
-                if i >= 0 and s >= min_score
+                for s, i in zip(scores[0], labels[0])
+                if i >= 0 and int(i) not in gallery.removed and s >= min_score
             ]
+            return sorted(hits, key=lambda h: -h.score)[:k]  # exact scores: re-rank
 
     def size(self, tenant_id: str, space_id: str) -> int:
         gallery = self._galleries.get((tenant_id, space_id))
-        return 0 if gallery is None else int(gallery.index.ntotal)
+        return 0 if gallery is None else gallery.live_count
+
+    def needs_rebuild(self) -> bool:
+        """HNSW galleries whose erased share passed 20%."""
+        return any(
+            g.removed and len(g.removed) > 0.2 * g.index.ntotal for g in self._galleries.values()
+        )
 
     def reset(self) -> None:
         with self._lock:
@@ -111,12 +148,12 @@ class GalleryIndex:
         self, log: list[tuple[int, str, str, str]], load: Callable[[str], tuple | None]
     ) -> None:
         """Apply template-log entries newer than the last sync; ``load(template_id)`` returns
-        (tenant, space, subject, seq, protected vector) or None when the template is gone."""
+        (tenant, space, subject, protected vector) or None when the template is gone."""
         for seq, _tenant, template_id, op in log:
             if op == "add":
                 item = load(template_id)
                 if item is not None:
-                    self.add(item[0], item[1], template_id, item[2], item[3], item[4])
+                    self.add(item[0], item[1], template_id, item[2], item[3])
             else:
                 self.remove(template_id)
             self.synced_seq = max(self.synced_seq, seq)

@@ -1,0 +1,181 @@
+"""Breach test: what a thief gets from a copy of the data folder and the logs.
+
+Real faces are enrolled in two tenants (the same photo of each person in both: the worst case
+for linkage). Then, from a copy of the data folder and the server log only:
+1. no image bytes are found;
+2. no stored byte string, read as a vector, lies within the match threshold of any enrolled
+   person's plain embedding;
+3. even with the keys (the strongest attacker: a memory or pgvector dump of the transformed
+   vectors), the same person's templates in the two tenants are no more alike than different
+   people's: unlinkability D_sys (Gomez-Barrero et al. 2018) near 0, against ~1 unprotected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.service.conftest import consenting_subject, start_server, stop_server
+
+from facegate.eval.faces import identity_split
+from facegate.protection.metrics import d_sys
+from facegate.protection.tenant import template_aad
+
+PEOPLE = 24
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def breach(engine, shared_data: Path, face_rows, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("breach")
+    log_file = tmp / "server.log"
+    handler = logging.FileHandler(log_file)
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    server = start_server(engine, tmp, liveness=False)
+    try:
+        by_person: dict[str, list[str]] = defaultdict(list)
+        for r in face_rows:
+            if identity_split(r["identity"]) == "eval" and r["color"] != "grayscale":
+                by_person[r["identity"]].append(r["file"])
+        people = random.Random(11).sample(sorted(p for p, f in by_person.items() if f), PEOPLE)
+        _, bravo_key = server.service.create_tenant("bravo")
+        clients = {"alpha": server.client(), "bravo": server.client(bravo_key)}
+        uploaded, plain = [], {}
+        for i, person in enumerate(people):
+            data = (shared_data / by_person[person][0]).read_bytes()
+            try:
+                plain[person] = engine.analyse(data).embedding.vector
+            except Exception:
+                continue
+            for client in clients.values():
+                consenting_subject(client, f"p{i}")
+                r = client.post(f"/v1/subjects/p{i}/enroll", files={"image": ("f.jpg", data)})
+                assert r.status_code in (201, 409), r.text
+            uploaded.append((person, f"p{i}", data))
+        stolen = tmp / "stolen"
+        shutil.copytree(server.data_dir, stolen / "data")
+        handler.flush()
+        shutil.copy(log_file, stolen / "server.log")
+        yield server, stolen, uploaded, plain
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        stop_server(server)
+
+
+def stolen_files(stolen: Path) -> list[Path]:
+    return [p for p in stolen.rglob("*") if p.is_file()]
+
+
+def test_no_image_bytes_in_the_data_folder_or_logs(breach) -> None:
+    _, stolen, uploaded, _ = breach
+    blobs = [p.read_bytes() for p in stolen_files(stolen)]
+    assert blobs and any(len(b) > 10_000 for b in blobs)
+    for _, _, data in uploaded:
+        for frac in (0.25, 0.5, 0.75):
+            start = int(len(data) * frac)
+            window = data[start : start + 48]
+            assert not any(window in b for b in blobs)
+    assert not any(b"\x89PNG\r\n\x1a\n" in b for b in blobs)
+
+
+def test_no_key_material_in_the_data_folder(breach) -> None:
+    server, stolen, _, _ = breach
+    names = {p.name for p in stolen_files(stolen)}
+    assert not any(n.endswith(".keys") for n in names)
+    blobs = [p.read_bytes() for p in stolen_files(stolen)]
+    for key in server.service.ring.keys.values():
+        assert not any(key in b or key.hex().encode() in b for b in blobs)
+
+
+def _vectors_in(blob: bytes, dim: int) -> np.ndarray:
+    out = []
+    for offset in range(4):
+        usable = (len(blob) - offset) // 4 * 4
+        with np.errstate(all="ignore"):
+            arr = np.frombuffer(blob[offset : offset + usable], dtype="<f4").astype(np.float64)
+        for start in range(0, len(arr) - dim + 1, dim // 2 or 1):
+            out.append(arr[start : start + dim])
+    if not out:
+        return np.zeros((0, dim), np.float64)
+    v = np.nan_to_num(np.stack(out), nan=0.0, posinf=0.0, neginf=0.0)
+    v = np.clip(v, -1e6, 1e6)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
+
+
+def test_nothing_stored_matches_a_plain_embedding(breach) -> None:
+    server, stolen, _, plain = breach
+    threshold = server.service.threshold("fmr_1e-3")[0]
+    dim = server.service.engine.embedder.dim
+    probes = np.stack(list(plain.values())).astype(np.float64)
+    db = sqlite3.connect(stolen / "data" / "facegate.sqlite3")
+    best = -1.0
+    blobs = 0
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        for row in db.execute(f"SELECT * FROM {table}"):
+            for value in row:
+                if isinstance(value, bytes) and len(value) >= dim * 4:
+                    blobs += 1
+                    v = _vectors_in(value, dim)
+                    if len(v):
+                        best = max(best, float((v @ probes.T).max()))
+    assert blobs >= 2 * len(plain)
+    assert best < threshold, f"a stored value scores {best:.3f} against a plain embedding"
+
+
+def test_templates_cannot_be_linked_across_tenants(breach) -> None:
+    server, _, uploaded, plain = breach
+    svc = server.service
+    tenants = {t.name: t for t in svc.store.list_tenants()}
+    protected: dict[str, dict[str, np.ndarray]] = {}
+    for name in ("alpha", "bravo"):
+        t = tenants[name]
+        keys = svc.secrets_of(t)
+        protected[name] = {}
+        for person, sid, _ in uploaded:
+            rows = svc.store.templates_of(t.id, sid)
+            if rows and person in plain:
+                r = rows[0]
+                aad = template_aad(t.id, sid, r.id, r.space_id)
+                protected[name][person] = keys.open_vector(r.sealed_vector, aad)
+    people = sorted(set(protected["alpha"]) & set(protected["bravo"]))
+    assert len(people) >= PEOPLE - 4
+    a = np.stack([protected["alpha"][p] for p in people])
+    b = np.stack([protected["bravo"][p] for p in people])
+    scores = a @ b.T
+    mated = np.diag(scores)
+    non_mated = scores[~np.eye(len(people), dtype=bool)]
+    d_protected = d_sys(mated, non_mated)
+    # the same comparison without protection, to show the measurement can fail
+    p = np.stack([plain[x] for x in people])
+    raw = p @ p.T
+    d_plain = d_sys(np.diag(raw), raw[~np.eye(len(people), dtype=bool)])
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "breach.json").write_text(
+        json.dumps(
+            {
+                "people": len(people),
+                "d_sys_protected": d_protected,
+                "d_sys_unprotected": d_plain,
+                "mated_mean": float(mated.mean()),
+                "non_mated_mean": float(non_mated.mean()),
+                "mated_max": float(mated.max()),
+            },
+            indent=2,
+        )
+    )
+    assert d_plain > 0.8
+    assert d_protected < 0.25, d_protected
+    assert abs(mated.mean() - non_mated.mean()) < 4 * non_mated.std() / np.sqrt(len(mated))
+    assert mated.max() < svc.threshold("fmr_1e-2")[0]
