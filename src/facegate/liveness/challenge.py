@@ -9,16 +9,13 @@ ledger's job (``facegate.liveness.ledger``).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from random import Random
 
 from facegate.errors import FacegateError
 from facegate.liveness.actions import ACTIONS
+from facegate.protection.tokens import open_token, sign_token
 
 FLASH_COLOURS = ("#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#ffffff")
 TOKEN_VERSION = 1
@@ -63,18 +60,6 @@ class Challenge:
             "expires_at": self.expires_at,
             "flash": [list(step) for step in self.flash] if self.flash else None,
         }
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _mac(key: bytes, body: bytes) -> bytes:
-    return hmac.new(key, b"facegate-challenge\x00" + body, hashlib.sha256).digest()
 
 
 def random_actions(policy: ChallengePolicy, rng: Random) -> tuple[str, ...]:
@@ -128,18 +113,13 @@ def create_challenge(
 
 
 def sign(challenge: Challenge, key: bytes) -> str:
-    body = json.dumps(challenge.payload(), sort_keys=True, separators=(",", ":")).encode()
-    return _b64(body) + "." + _b64(_mac(key, body))
+    return sign_token(key, "facegate-challenge", challenge.payload())
 
 
 def verify(token: str, key: bytes, *, now: float) -> Challenge:
     """The challenge inside a token, or ``ChallengeError``: invalid (any tampering) or expired."""
     try:
-        body_b64, mac_b64 = token.strip().split(".")
-        body = _unb64(body_b64)
-        if not hmac.compare_digest(_mac(key, body), _unb64(mac_b64)):
-            raise ValueError("mac")
-        p = json.loads(body)
+        p = open_token(key, "facegate-challenge", token)
         if p.get("v") != TOKEN_VERSION:
             raise ValueError("version")
         actions = tuple(str(a) for a in p["actions"])
@@ -154,7 +134,7 @@ def verify(token: str, key: bytes, *, now: float) -> Challenge:
             expires_at=float(p["expires_at"]),
             flash=flash,
         )
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ChallengeError("the challenge token is not valid") from exc
     if now > challenge.expires_at:
         raise ChallengeError("the challenge has expired", code="challenge_expired")

@@ -76,22 +76,31 @@ def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iter
                 seconds=round(count / fps, 2),
                 limit=limits.max_seconds,
             )
-        step = max(1, round(fps / limits.analysis_fps))
+        # Sample by time, not by frame count: browser recordings (WebM from MediaRecorder) have a
+        # variable frame rate and often no usable fps in their header.
+        min_gap_ms = 0.9 * 1000.0 / limits.analysis_fps
+        last_ms = -1e9
         index = 0
         yielded = 0
         while index < limits.max_decoded_frames:
             if not cap.grab():
                 break
-            t_ms = index * 1000.0 / fps
+            pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+            t_ms = (
+                pos_ms
+                if math.isfinite(pos_ms) and (pos_ms > 0 or index == 0)
+                else index * 1000.0 / fps
+            )
             if t_ms > limits.max_seconds * 1000 + 500:
                 raise InputError(
                     "the video is longer than allowed",
                     code="video_too_long",
                     limit=limits.max_seconds,
                 )
-            if index % step == 0:
+            if t_ms - last_ms >= min_gap_ms:
                 ok, bgr = cap.retrieve()
                 if ok and bgr is not None:
+                    last_ms = t_ms
                     yielded += 1
                     yield Frame(index, t_ms, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             index += 1

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette import formparsers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -125,6 +126,12 @@ class KeyCreate(BaseModel):
     label: str = Field(default="", max_length=80)
 
 
+class CaptureLinkCreate(BaseModel):
+    subject_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    flow: str = Field(pattern=r"^(enroll|verify)$")
+    ttl_s: float = Field(default=600, ge=30, le=3600)
+
+
 class ChallengeRequest(BaseModel):
     actions: list[str] | None = Field(default=None, max_length=6)
     flash: bool = False
@@ -174,6 +181,12 @@ def caller_with(*roles: str) -> Callable[[Request], Caller]:
     return dependency
 
 
+def capture_context(request: Request) -> tuple[Caller, str, str]:
+    """Dependency for the capture page: (caller, subject id, flow) from its capture token."""
+    return service_of(request).open_capture(request.headers.get("x-capture-token", ""))
+
+
+CaptureDep = Annotated[tuple[Caller, str, str], Depends(capture_context)]
 AdminDep = Annotated[Caller, Depends(caller_with("admin"))]
 EnrollerDep = Annotated[Caller, Depends(caller_with("enroll", "admin"))]
 VerifierDep = Annotated[Caller, Depends(caller_with("verify", "admin"))]
@@ -408,5 +421,79 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
         data = await read_upload(video)
         assert data is not None
         return get_service().submit_liveness(caller, token, data, subject_id)
+
+    # -- capture page ------------------------------------------------------------------------
+
+    @app.post("/v1/capture-links", tags=["capture"], status_code=201)
+    def capture_link(caller: CapturerDep, body: CaptureLinkCreate) -> dict[str, Any]:
+        """A short-lived link to the capture page for one subject and one flow."""
+        return get_service().new_capture_link(caller, body.subject_id, body.flow, body.ttl_s)
+
+    @app.get("/v1/capture/info", tags=["capture"])
+    def capture_info(ctx: CaptureDep) -> dict[str, Any]:
+        caller, subject_id, flow = ctx
+        svc = get_service()
+        t = svc.tenant(caller.tenant_id)
+        consent = svc.store.active_consent(caller.tenant_id, subject_id, "face_verification")
+        return {
+            "flow": flow,
+            "consent_given": consent is not None,
+            **{
+                k: t.settings[k]
+                for k in ("consent_text", "consent_text_version", "non_face_alternative")
+            },
+        }
+
+    @app.post("/v1/capture/consent", tags=["capture"], status_code=201)
+    def capture_consent(ctx: CaptureDep) -> dict[str, Any]:
+        caller, subject_id, _ = ctx
+        svc = get_service()
+        version = svc.tenant(caller.tenant_id).settings["consent_text_version"]
+        return svc.grant_consent(
+            caller,
+            subject_id,
+            "face_verification",
+            version,
+            "capture page: 'I agree' after reading the consent text",
+        )
+
+    @app.post("/v1/capture/decline", tags=["capture"])
+    def capture_decline(ctx: CaptureDep) -> dict[str, Any]:
+        caller, subject_id, _ = ctx
+        svc = get_service()
+        svc.audit(caller, "consent.decline", "ok", subject_id=subject_id)
+        return {
+            "non_face_alternative": svc.tenant(caller.tenant_id).settings["non_face_alternative"]
+        }
+
+    @app.post("/v1/capture/challenge", tags=["capture"], status_code=201)
+    def capture_challenge(ctx: CaptureDep) -> dict[str, Any]:
+        caller, subject_id, _ = ctx
+        svc = get_service()
+        svc.require_consent(caller, subject_id)
+        return svc.new_challenge(caller, None, flash=False)
+
+    @app.post("/v1/capture/submit", tags=["capture"])
+    async def capture_submit(
+        request: Request, token: str = Form(..., max_length=4096), video: UploadFile = File(...)
+    ) -> dict[str, Any]:
+        data = await read_upload(video)
+        assert data is not None
+        return get_service().capture_submit(request.headers.get("x-capture-token", ""), token, data)
+
+    static = Path(__file__).resolve().parents[1] / "web" / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def capture_page() -> FileResponse:
+        return FileResponse(
+            static / "index.html",
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; "
+                "img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     return app

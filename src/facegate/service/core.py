@@ -30,6 +30,7 @@ from facegate.protection.tenant import (
     open_tenant,
     template_aad,
 )
+from facegate.protection.tokens import open_token, peek_token, sign_token
 from facegate.protection.transform import retransform
 from facegate.service.index import GalleryIndex, Hit
 from facegate.storage.sqlite import SQLiteStore, TemplateRow, TenantRow, hash_secret
@@ -413,6 +414,89 @@ class FaceService:
             },
         )
         return {"session_id": session_id if result.verdict.live else None, **verdict}
+
+    # -- capture links (the browser capture page) ---------------------------------------------
+
+    def capture_key(self, tenant: TenantRow) -> bytes:
+        import hashlib
+        import hmac
+
+        return hmac.new(
+            self.secrets_of(tenant).dek, b"facegate-capture-key", hashlib.sha256
+        ).digest()
+
+    def new_capture_link(
+        self, caller: Caller, subject_id: str, flow: str, ttl_s: float = 600.0
+    ) -> dict[str, Any]:
+        """A short-lived link for one subject and one flow, to hand to the person's browser
+        instead of an API key."""
+        if flow not in ("enroll", "verify"):
+            raise ServiceError("flow must be enroll or verify", code="bad_request")
+        if not caller.roles & {flow, "admin"}:
+            raise ServiceError(f"this key cannot start a {flow} capture", code="forbidden")
+        self._subject(caller, subject_id)
+        tenant = self.tenant(caller.tenant_id)
+        link_id = secrets.token_hex(12)
+        expires = time.time() + ttl_s
+        token = sign_token(
+            self.capture_key(tenant),
+            "facegate-capture",
+            {
+                "v": 1,
+                "id": link_id,
+                "tenant": tenant.id,
+                "subject": subject_id,
+                "flow": flow,
+                "exp": expires,
+            },
+        )
+        self.audit(
+            caller,
+            "capture.create",
+            "ok",
+            subject_id=subject_id,
+            details={"capture_id": link_id, "flow": flow},
+        )
+        return {"capture_token": token, "url": f"/?t={token}", "flow": flow, "expires_at": expires}
+
+    def open_capture(self, token: str) -> tuple[Caller, str, str]:
+        """(caller, subject id, flow) for a capture token, or ``invalid_capture_token``."""
+        try:
+            tenant = self.store.get_tenant(str(peek_token(token).get("tenant")))
+            if tenant is None:
+                raise ValueError("tenant")
+            p = open_token(self.capture_key(tenant), "facegate-capture", token)
+            if (
+                p.get("v") != 1
+                or float(p["exp"]) < time.time()
+                or p["flow"] not in ("enroll", "verify")
+            ):
+                raise ValueError("expired")
+        except (ValueError, KeyError, TypeError, ProtectionError) as exc:
+            raise ServiceError(
+                "this capture link is not valid or has expired", code="invalid_capture_token"
+            ) from exc
+        caller = Caller(tenant.id, f"capture:{p['id']}", frozenset({p["flow"]}))
+        return caller, str(p["subject"]), str(p["flow"])
+
+    def capture_submit(self, token: str, challenge_token: str, video: bytes) -> dict[str, Any]:
+        """Liveness, then enrolment or verification from the same session, in one step."""
+        caller, subject_id, flow = self.open_capture(token)
+        verdict = self.submit_liveness(caller, challenge_token, video, subject_id)
+        out: dict[str, Any] = {
+            "flow": flow,
+            "live": verdict["live"],
+            "reasons": verdict["reasons"],
+            "actions": verdict["actions"],
+            "result": None,
+        }
+        if verdict["live"] and verdict["session_id"]:
+            probe = self.probe_from_session(caller, verdict["session_id"])
+            if flow == "enroll":
+                out["result"] = self.enroll(caller, subject_id, probe, "liveness")
+            else:
+                out["result"] = self.verify(caller, subject_id, probe)
+        return out
 
     # -- enrolment --------------------------------------------------------------------------
 

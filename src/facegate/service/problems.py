@@ -27,6 +27,7 @@ STATUS: dict[str, int] = {
     "missing_probe": 400,
     # 401 / 403
     "unauthenticated": 401,
+    "invalid_capture_token": 401,
     "forbidden": 403,
     "consent_required": 403,
     "liveness_required": 403,
