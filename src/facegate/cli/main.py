@@ -243,7 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embedder", default=DEFAULT_EMBEDDER, choices=["default", "mobilefacenet", "dlib"]
     )
-    p.add_argument("--detector", default="blazeface", choices=["blazeface", "hog"])
+    p.add_argument(
+        "--detector",
+        default="blazeface",
+        choices=["blazeface", "hog", "cnn"],
+        help="blazeface (default, fast), hog (dlib), cnn (dlib MMOD: slow, offline)",
+    )
     p.add_argument(
         "--operating-point",
         default=DEFAULT_OPERATING_POINT,

@@ -123,6 +123,33 @@ class BlazeFaceDetector:
         ]
 
 
+class DlibCnnDetector:
+    """dlib's MMOD CNN detector (public domain weights). Robust to pose, but ~1.8 s per 640x480
+    image on dlib-bin (no BLAS): an option for offline batches, not for requests. Images are
+    downscaled so the long side is at most ``max_side`` first."""
+
+    def __init__(self, max_side: int = 640) -> None:
+        import dlib
+
+        from facegate.engine.models import dlib_model
+
+        self.name = "dlib-cnn"
+        self.max_side = max_side
+        self._detector = dlib.cnn_face_detection_model_v1(
+            str(dlib_model("mmod_human_face_detector.dat").path)
+        )
+
+    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        scale = min(1.0, self.max_side / max(rgb.shape[:2]))
+        small = cv2.resize(rgb, None, fx=scale, fy=scale) if scale < 1 else rgb
+        found = []
+        for d in self._detector(small, 0):
+            r = d.rect
+            box = (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
+            found.append(FaceBox(tuple(float(v) for v in box), float(d.confidence)))
+        return sorted(found, key=lambda b: -b.score)
+
+
 class DlibHogDetector:
     """dlib's HOG + linear SVM frontal detector; ``upsample`` 1 finds faces down to ~40 px."""
 

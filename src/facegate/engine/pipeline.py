@@ -13,7 +13,13 @@ import numpy as np
 
 from facegate.engine.align import align_face
 from facegate.engine.decode import DEFAULT_LIMITS, ImageLimits, decode_image
-from facegate.engine.detect import BlazeFaceDetector, Detector, DlibHogDetector, nms
+from facegate.engine.detect import (
+    BlazeFaceDetector,
+    Detector,
+    DlibCnnDetector,
+    DlibHogDetector,
+    nms,
+)
 from facegate.engine.embed import DEFAULT, Embedder, load_embedder
 from facegate.engine.landmarks import FaceMesh
 from facegate.engine.quality import DEFAULT_BOUNDS, QualityBounds, assess
@@ -75,7 +81,9 @@ def load_detector(name: str, num_threads: int = 1) -> Detector:
         return BlazeFacePair(num_threads)
     if name == "hog":
         return DlibHogDetector(upsample=1)
-    raise ValueError(f"unknown detector {name!r}; choose blazeface or hog")
+    if name == "cnn":
+        return DlibCnnDetector()
+    raise ValueError(f"unknown detector {name!r}; choose blazeface, hog or cnn")
 
 
 class FaceEngine:

@@ -33,6 +33,7 @@ from facegate.protection.tenant import (
 from facegate.protection.tokens import open_token, peek_token, sign_token
 from facegate.protection.transform import retransform
 from facegate.service.index import GalleryIndex, Hit
+from facegate.storage.base import Store
 from facegate.storage.sqlite import SQLiteStore, TemplateRow, TenantRow, hash_secret
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Probe:
 class FaceService:
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         ring: KeyRing,
         engine: FaceEngine,
         checker: LivenessChecker | None = None,
