@@ -36,6 +36,17 @@ def roi_transform(
     return np.hstack([rot, shift[:, None]])
 
 
+def warp_crop(rgb: np.ndarray, to_image: np.ndarray, size: int, border: int) -> np.ndarray:
+    """The (size, size) crop that ``to_image`` (crop pixels -> image pixels) describes."""
+    return cv2.warpAffine(
+        rgb,
+        to_image,
+        (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=border,
+    )
+
+
 def mesh_roi(box: FaceBox) -> tuple[tuple[float, float], float, float]:
     """Centre, side and in-plane angle of the crop the mesh model expects for a detection."""
     size = ROI_SCALE * max(box.width, box.height)
@@ -72,13 +83,7 @@ class FaceMesh:
     ) -> tuple[np.ndarray, float]:
         """Mesh (468, 3) in image pixels (z in the same scale) and the face-presence score."""
         to_image = roi_transform(center, size, angle, MESH_INPUT)
-        crop = cv2.warpAffine(
-            rgb,
-            to_image,
-            (MESH_INPUT, MESH_INPUT),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
+        crop = warp_crop(rgb, to_image, MESH_INPUT, cv2.BORDER_CONSTANT)
         raw, flag = self.model.run((crop.astype(np.float32) / 255.0)[None])
         pts = raw.reshape(468, 3)
         xy = pts[:, :2] @ to_image[:, :2].T + to_image[:, 2]

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from facegate.engine.detect import Detector
-from facegate.engine.landmarks import FaceMesh, five_from_mesh, roi_transform
+from facegate.engine.landmarks import FaceMesh, five_from_mesh, roi_transform, warp_crop
 from facegate.engine.models import mediapipe_model
 from facegate.engine.quality import head_pose_deg
 from facegate.engine.tflite import TFLiteModel
@@ -73,13 +73,7 @@ class IrisModel:
             size = IRIS_ROI_SCALE * float(np.linalg.norm(b - a))
             angle = math.atan2(float(b[1] - a[1]), float(b[0] - a[0]))
             to_image = roi_transform((float(centre[0]), float(centre[1])), size, angle, IRIS_INPUT)
-            crop = cv2.warpAffine(
-                rgb,
-                to_image,
-                (IRIS_INPUT, IRIS_INPUT),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
+            crop = warp_crop(rgb, to_image, IRIS_INPUT, cv2.BORDER_REPLICATE)
             crops.append(crop[:, ::-1] if flip else crop)
             transforms.append(to_image)
         contours, _iris = self.model.run(np.stack(crops).astype(np.float32) / 255.0)

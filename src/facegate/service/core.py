@@ -262,8 +262,7 @@ class FaceService:
                 subject_id=subject_id,
                 details={"consents_withdrawn": withdrawn, "templates_erased": len(removed)},
             )
-        for tid in removed:
-            self.index.remove(tid)
+        self.sync_index()  # the template log carries the removals
         return {"consents_withdrawn": withdrawn, "templates_erased": len(removed)}
 
     def require_consent(self, caller: Caller, subject_id: str) -> None:
@@ -287,8 +286,7 @@ class FaceService:
                 subject_id=subject_id,
                 details={"templates_erased": len(removed)},
             )
-        for tid in removed:
-            self.index.remove(tid)
+        self.sync_index()  # the template log carries the removals
         return {"subject_id": subject_id, "erased": True, "templates_erased": len(removed)}
 
     def export_subject(self, caller: Caller, subject_id: str) -> dict[str, Any]:
@@ -825,8 +823,7 @@ class FaceService:
                         actor="retention",
                         details={"templates_erased": len(removed)},
                     )
-                for tid in removed:
-                    self.index.remove(tid)
+                self.sync_index()  # the template log carries the removals
                 erased += 1
             report[tenant.name] = {"subjects_erased": erased}
         return report
