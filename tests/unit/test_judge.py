@@ -80,6 +80,6 @@ def test_identity() -> None:
 
 def test_fail_closed_without_embeddings() -> None:
     sig = [frame(i * 67) for i in range(60)]
-    verdict = judge(("blink",), sig, embed=lambda i: None, identity_threshold=0.35)
+    verdict = judge(("blink",), sig, embed=lambda idx: [None] * len(idx), identity_threshold=0.35)
     assert not verdict.live
     assert {"action_missing", "identity_unverified"} <= codes(verdict.reasons)

@@ -39,6 +39,8 @@ class Embedder(Protocol):
 
     def embed_chip(self, chip: np.ndarray) -> np.ndarray: ...
 
+    def embed_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]: ...
+
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray: ...
 
 
@@ -60,7 +62,7 @@ class MobileFaceNetEmbedder:
     def align(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
         return align_face(rgb, landmarks.five, 112)
 
-    def embed_chips(self, chip_a: np.ndarray, chip_b: np.ndarray) -> np.ndarray:
+    def embed_chips_raw(self, chip_a: np.ndarray, chip_b: np.ndarray) -> np.ndarray:
         """Run the fixed batch of two chips; returns (2, 192) raw embeddings."""
         batch = np.stack([chip_a, chip_b]).astype(np.float32)
         (out,) = self.model.run((batch - 127.5) / 128.0)
@@ -69,12 +71,23 @@ class MobileFaceNetEmbedder:
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
         return self.embed_chip(self.align(rgb, box, landmarks))
 
+    def embed_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        """Many chips, two per call and without the flip: for comparing frames of one video
+        with each other (half the cost; not for templates, whose space includes the flip)."""
+        out: list[np.ndarray] = []
+        for k in range(0, len(chips), 2):
+            a = chips[k]
+            b = chips[k + 1] if k + 1 < len(chips) else a
+            raw = self.embed_chips_raw(a, b)
+            out += [l2_normalise(raw[0]), l2_normalise(raw[1])][: min(2, len(chips) - k)]
+        return out
+
     def embed_chip(self, chip: np.ndarray) -> np.ndarray:
         if self.flip:
-            out = self.embed_chips(chip, chip[:, ::-1])
+            out = self.embed_chips_raw(chip, chip[:, ::-1])
             vec = l2_normalise(out[0]) + l2_normalise(out[1])
         else:
-            vec = self.embed_chips(chip, chip)[0]
+            vec = self.embed_chips_raw(chip, chip)[0]
         return l2_normalise(vec)
 
 
@@ -98,6 +111,9 @@ class DlibEmbedder:
 
     def embed_chip(self, chip: np.ndarray) -> np.ndarray:
         return l2_normalise(np.asarray(self._net.compute_face_descriptor(chip), np.float32))
+
+    def embed_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.embed_chip(c) for c in chips]
 
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
         return self.embed_chip(self.align(rgb, box, landmarks))

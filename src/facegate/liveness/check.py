@@ -88,9 +88,12 @@ class LivenessChecker:
         signals: list[FrameSignals],
         chips: list[np.ndarray | None],
     ) -> Verdict:
-        def embed(i: int) -> np.ndarray | None:
-            chip = chips[i]
-            return None if chip is None else self.engine.embedder.embed_chip(chip)
+        def embed(indices: list[int]) -> list[np.ndarray | None]:
+            present = [i for i in indices if chips[i] is not None]
+            vectors = dict(
+                zip(present, self.engine.embedder.embed_chips([chips[i] for i in present]))
+            )
+            return [vectors.get(i) for i in indices]
 
         return judge(
             challenge.actions,

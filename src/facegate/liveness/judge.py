@@ -238,13 +238,14 @@ def judge(
     challenged: tuple[str, ...],
     signals: Sequence[FrameSignals],
     *,
-    embed: Callable[[int], np.ndarray | None],
+    embed: Callable[[list[int]], list[np.ndarray | None]],
     identity_threshold: float,
     action_policy: ActionPolicy = DEFAULT_ACTION_POLICY,
     identity_policy: IdentityPolicy = IdentityPolicy(),
     cues: Sequence[CueResult] = (),
 ) -> Verdict:
-    """Decide. ``embed(i)`` returns the unit embedding of analysed frame ``i`` (or None)."""
+    """Decide. ``embed(indices)`` returns the unit embeddings of those analysed frames (None
+    where a frame has none); one call, so an embedder can batch them."""
     reasons: list[Reason] = []
     with_face = [s for s in signals if s.face]
     if not with_face:
@@ -266,9 +267,7 @@ def judge(
             )
     yaw0 = float(np.median(series["yaw_deg"][t <= t[0] + action_policy.baseline_ms]))
     reasons += continuity_reasons(signals, identity_policy, yaw0)
-    vectors = [
-        v for v in (embed(i) for i in sample_indices(signals, identity_policy)) if v is not None
-    ]
+    vectors = [v for v in embed(sample_indices(signals, identity_policy)) if v is not None]
     id_reasons, id_info = identity_reasons(vectors, identity_threshold)
     reasons += id_reasons
     for cue in cues:
