@@ -212,7 +212,7 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from facegate.storage.sqlite import verify_audit_chain
+    from facegate.storage.sql import verify_audit_chain
 
     records = _service().store.audit_records()
     ok, problems = verify_audit_chain(records)

@@ -34,7 +34,8 @@ from facegate.protection.tokens import open_token, peek_token, sign_token
 from facegate.protection.transform import retransform
 from facegate.service.index import GalleryIndex, Hit
 from facegate.storage.base import Store
-from facegate.storage.sqlite import SQLiteStore, TemplateRow, TenantRow, hash_secret
+from facegate.storage.sql import TemplateRow, TenantRow, hash_secret
+from facegate.storage.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from facegate.storage.sqlite import ApiKeyRow, TemplateRow, TenantRow
+from facegate.storage.sql import ApiKeyRow, TemplateRow, TenantRow
 
 
 class Store(Protocol):
