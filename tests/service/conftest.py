@@ -17,6 +17,8 @@ from facegate.liveness.check import LivenessChecker
 from facegate.protection.crypto import load_keyring
 from facegate.service.app import Settings, create_app
 from facegate.service.core import FaceService
+from facegate.service.index import DatabaseIndex
+from facegate.storage.postgres import PostgresStore
 from facegate.storage.sqlite import SQLiteStore
 
 
@@ -41,6 +43,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> Iterator[str]:
+    """A throwaway PostgreSQL 16 with pgvector (the pgserver wheel bundles both) on a Unix
+    socket in a temporary folder; stopped and deleted after the session."""
+    import pgserver
+
+    folder = tmp_path_factory.mktemp("postgres")
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def new_database(admin_url: str) -> str:
+    """A fresh database on the test server, so every test module starts empty."""
+    import secrets
+
+    import psycopg
+
+    name = "fg_" + secrets.token_hex(6)
+    with psycopg.connect(admin_url, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    return admin_url.replace("/postgres?", f"/{name}?", 1)
+
+
 def start_server(
     engine,
     tmp: Path,
@@ -48,15 +74,17 @@ def start_server(
     rate_per_minute: int = 10_000,
     max_body: int = 32 << 20,
     liveness: bool = True,
+    postgres_url: str | None = None,
 ) -> Server:
     data_dir, key_file = tmp / "data", tmp / "keys" / "master.keys"
     data_dir.mkdir(parents=True)
-    service = FaceService(
-        SQLiteStore(data_dir / "facegate.sqlite3"),
-        load_keyring(key_file),
-        engine,
-        LivenessChecker(engine) if liveness else None,
-    )
+    if postgres_url:
+        store = PostgresStore(new_database(postgres_url))
+        index = DatabaseIndex(store)
+    else:
+        store, index = SQLiteStore(data_dir / "facegate.sqlite3"), None
+    checker = LivenessChecker(engine) if liveness else None
+    service = FaceService(store, load_keyring(key_file), engine, checker, index)
     _, admin_key = service.create_tenant("alpha")
     settings = Settings(data_dir=data_dir, rate_per_minute=rate_per_minute, max_body_bytes=max_body)
     app = create_app(settings, service=service)
@@ -77,9 +105,11 @@ def stop_server(server: Server) -> None:
     server.thread.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(engine, tmp_path_factory) -> Iterator[Server]:
-    s = start_server(engine, tmp_path_factory.mktemp("facegate"))
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, engine, tmp_path_factory) -> Iterator[Server]:
+    """The same API tests run on both backends."""
+    url = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    s = start_server(engine, tmp_path_factory.mktemp("facegate"), postgres_url=url)
     yield s
     stop_server(s)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,11 +15,19 @@ def unit(rng: np.random.Generator, n: int, d: int = 64) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_search_remove_and_isolation(kind: str) -> None:
+def make_index(kind: str, tmp_path: Path):
+    if kind == "milvus":
+        from facegate.service.milvus_index import MilvusIndex
+
+        return MilvusIndex(str(tmp_path / "milvus.db"))
+    return GalleryIndex(kind)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "milvus"])
+def test_search_remove_and_isolation(kind: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     g = unit(rng, 500)
-    index = GalleryIndex(kind)
+    index = make_index(kind, tmp_path)
     for i, v in enumerate(g):
         index.add("t1", "space", f"tp{i}", f"s{i % 250}", v)
     index.add("t2", "space", "other", "s-other", g[7])
@@ -34,10 +44,11 @@ def test_search_remove_and_isolation(kind: str) -> None:
     assert index.search("t3", "space", probe) == []
 
 
-def test_sync_applies_the_log_in_order() -> None:
+@pytest.mark.parametrize("kind", ["flat", "milvus"])
+def test_sync_applies_the_log_in_order(kind: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     vecs = {f"tp{i}": v for i, v in enumerate(unit(rng, 3))}
-    index = GalleryIndex()
+    index = make_index(kind, tmp_path)
     log = [
         (1, "t", "tp0", "add"),
         (2, "t", "tp1", "add"),

@@ -32,7 +32,7 @@ from facegate.protection.tenant import (
 )
 from facegate.protection.tokens import open_token, peek_token, sign_token
 from facegate.protection.transform import retransform
-from facegate.service.index import GalleryIndex, Hit
+from facegate.service.index import DatabaseIndex, GalleryIndex, Hit
 from facegate.storage.base import Store
 from facegate.storage.sql import TemplateRow, TenantRow, hash_secret
 from facegate.storage.sqlite import SQLiteStore
@@ -95,13 +95,13 @@ class FaceService:
         ring: KeyRing,
         engine: FaceEngine,
         checker: LivenessChecker | None = None,
-        index_kind: str = "flat",
+        index: GalleryIndex | DatabaseIndex | None = None,
     ) -> None:
         self.store = store
         self.ring = ring
         self.engine = engine
         self.checker = checker
-        self.index = GalleryIndex(index_kind)
+        self.index = index if index is not None else GalleryIndex("flat")
         self.calibration = load_calibration(engine.space_id)
         self.rebuild_index()
 
@@ -515,17 +515,48 @@ class FaceService:
         secrets_ = self.secrets_of(tenant)
         protected = secrets_.protect(probe.embedding)
         dup_threshold, dup_fmr = self.threshold(tenant.settings["duplicate_operating_point"])
-        self.sync_index()
-        hits = [
-            h
-            for h in self.index.search(
+        policy = tenant.settings["duplicate_policy"]
+        template_id = "tp_" + secrets.token_hex(12)
+        aad = template_aad(tenant.id, subject_id, template_id, probe.space_id)
+        row = TemplateRow(
+            0,
+            template_id,
+            tenant.id,
+            subject_id,
+            probe.space_id,
+            tenant.transform_version,
+            secrets_.seal_vector(protected, aad),
+            source,
+            time.time(),
+        )
+        # Search and insert under one tenant lock, so that two workers enrolling the same face at
+        # once cannot both miss each other: the second sees the first's template.
+        with self.store.tx():
+            self.store.lock_tenant(tenant.id)
+            self.sync_index()
+            hits = self.index.search(
                 tenant.id, probe.space_id, protected, k=20, min_score=dup_threshold
             )
-            if h.subject_id != subject_id
-        ]
-        duplicates = _best_per_subject(hits)
-        policy = tenant.settings["duplicate_policy"]
-        if duplicates and policy == "reject":
+            duplicates = _best_per_subject([h for h in hits if h.subject_id != subject_id])
+            rejected = bool(duplicates) and policy == "reject"
+            if not rejected:
+                self.store.add_template(row)
+                if self.store.stores_protected_vectors:
+                    self.store.set_protected_vector(template_id, protected)
+                self.store.touch_subject(tenant.id, subject_id, time.time())
+                self.audit(
+                    caller,
+                    "enroll",
+                    "flagged_duplicate" if duplicates else "ok",
+                    subject_id=subject_id,
+                    details={
+                        "template_id": template_id,
+                        "source": source,
+                        "liveness": bool(probe.liveness.get("live")),
+                        "duplicates": [d["subject_id"] for d in duplicates],
+                    },
+                )
+        if rejected:
             self.audit(
                 caller,
                 "enroll",
@@ -537,35 +568,6 @@ class FaceService:
                 "this face is already enrolled under another subject",
                 code="duplicate_face",
                 duplicates=duplicates,
-            )
-        template_id = "tp_" + secrets.token_hex(12)
-        row = TemplateRow(
-            0,
-            template_id,
-            tenant.id,
-            subject_id,
-            probe.space_id,
-            tenant.transform_version,
-            secrets_.seal_vector(
-                protected, template_aad(tenant.id, subject_id, template_id, probe.space_id)
-            ),
-            source,
-            time.time(),
-        )
-        with self.store.tx():
-            self.store.add_template(row)
-            self.store.touch_subject(tenant.id, subject_id, time.time())
-            self.audit(
-                caller,
-                "enroll",
-                "flagged_duplicate" if duplicates else "ok",
-                subject_id=subject_id,
-                details={
-                    "template_id": template_id,
-                    "source": source,
-                    "liveness": bool(probe.liveness.get("live")),
-                    "duplicates": [d["subject_id"] for d in duplicates],
-                },
             )
         self.sync_index()
         return {
@@ -782,6 +784,8 @@ class FaceService:
         return (t.tenant_id, t.space_id, t.subject_id, v)
 
     def rebuild_index(self) -> None:
+        if getattr(self.index, "external", False):
+            return
         self.index.reset()
         opened: dict[str, TenantSecrets] = {}
         last = self.store.last_log_seq()
@@ -798,6 +802,8 @@ class FaceService:
 
     def sync_index(self) -> None:
         """Catch up with enrolments and erasures made by other workers."""
+        if getattr(self.index, "external", False):
+            return
         entries = self.store.template_log_since(self.index.synced_seq)
         if entries:
             self.index.sync(entries, self._load_for_index)
@@ -868,6 +874,8 @@ class FaceService:
                     new_version,
                 )
                 self.store.replace_template_vector(t.id, old.seal_vector(v, aad), new_version)
+                if self.store.stores_protected_vectors:
+                    self.store.set_protected_vector(t.id, v)
             self.store.update_tenant_keys(
                 tenant_id,
                 kek_version=tenant.kek_version,
@@ -908,17 +916,37 @@ def _best_per_subject(hits: list[Hit]) -> list[dict[str, Any]]:
     ]
 
 
+def open_store(data_dir: Path) -> tuple[Store, Any]:
+    """The database and 1:N index this deployment uses: ``FACEGATE_DATABASE_URL`` selects
+    PostgreSQL (its pgvector index serves 1:N), else SQLite in the data folder with an in-process
+    index (``FACEGATE_INDEX``: flat, hnsw or milvus)."""
+    url = os.environ.get("FACEGATE_DATABASE_URL", "")
+    if url.startswith(("postgresql://", "postgres://")):
+        from facegate.storage.postgres import PostgresStore
+
+        pg = PostgresStore(url)
+        return pg, DatabaseIndex(pg)
+    kind = os.environ.get("FACEGATE_INDEX", "flat")
+    if kind == "milvus":
+        from facegate.service.milvus_index import MilvusIndex
+
+        return SQLiteStore(data_dir / "facegate.sqlite3"), MilvusIndex(
+            os.environ.get("FACEGATE_MILVUS_URI", str(data_dir / "milvus.db"))
+        )
+    return SQLiteStore(data_dir / "facegate.sqlite3"), GalleryIndex(kind)
+
+
 def open_service(data_dir: Path, *, liveness: bool = True, num_threads: int = 1) -> FaceService:
     """Everything a server or CLI process needs, loaded once."""
     from facegate.protection.crypto import load_keyring
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SQLiteStore(data_dir / "facegate.sqlite3")
+    store, index = open_store(data_dir)
     ring = load_keyring()
     engine = FaceEngine(num_threads=num_threads)
     checker = LivenessChecker(engine, num_threads=num_threads) if liveness else None
     try:
-        return FaceService(store, ring, engine, checker, os.environ.get("FACEGATE_INDEX", "flat"))
+        return FaceService(store, ring, engine, checker, index)
     except ProtectionError:
         log.error("the master key does not open this data folder's tenant keys")
         raise

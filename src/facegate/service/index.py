@@ -157,3 +157,43 @@ class GalleryIndex:
             else:
                 self.remove(template_id)
             self.synced_seq = max(self.synced_seq, seq)
+
+
+class DatabaseIndex:
+    """The 1:N index of a database that indexes vectors itself (PostgreSQL + pgvector): nothing
+    to hold or sync in the worker, every worker sees the same index."""
+
+    external = True
+    synced_seq = 0
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def search(
+        self,
+        tenant_id: str,
+        space_id: str,
+        vector: np.ndarray,
+        k: int = 10,
+        min_score: float = -1.0,
+    ) -> list[Hit]:
+        rows = self.store.search_protected(tenant_id, space_id, vector, k)
+        return [Hit(s, t, score) for s, t, score in rows if score >= min_score]
+
+    def size(self, tenant_id: str, space_id: str) -> int:
+        return self.store.count_protected(tenant_id, space_id)
+
+    def add(self, *args: object) -> None:
+        pass
+
+    def remove(self, template_id: str) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def needs_rebuild(self) -> bool:
+        return False
+
+    def sync(self, log: list, load: Callable[[str], tuple | None]) -> None:
+        pass

@@ -1,0 +1,176 @@
+"""PostgresStore: PostgreSQL with pgvector, selected by ``FACEGATE_DATABASE_URL``.
+
+Same queries as SQLite (``SQLStore``); in addition each template row keeps its *transformed*
+vector in a pgvector column with an HNSW index per embedding space, so several API workers and
+machines share one 1:N index. Transformed vectors match nothing outside their tenant (see the
+breach test); the sealed copy stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+from facegate.storage.sql import SQLStore, _Conn
+
+SCHEMA: list[str] = [
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,
+        kek_version INTEGER NOT NULL, wrapped_dek BYTEA NOT NULL,
+        sealed_transform_seed BYTEA NOT NULL, transform_version INTEGER NOT NULL,
+        settings TEXT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        secret_hash TEXT NOT NULL, roles TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+        created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION
+    );
+    CREATE TABLE subjects (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id), id TEXT NOT NULL, external_ref TEXT,
+        created_at DOUBLE PRECISION NOT NULL, last_activity_at DOUBLE PRECISION NOT NULL,
+        erased_at DOUBLE PRECISION, PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, subject_id TEXT NOT NULL,
+        purpose TEXT NOT NULL, text_version TEXT NOT NULL, method TEXT NOT NULL,
+        granted_at DOUBLE PRECISION NOT NULL, withdrawn_at DOUBLE PRECISION,
+        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
+    );
+    CREATE TABLE templates (
+        seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL, space_id TEXT NOT NULL, transform_version INTEGER NOT NULL,
+        sealed_vector BYTEA NOT NULL, source TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        protected vector,
+        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
+    );
+    CREATE INDEX templates_by_subject ON templates (tenant_id, subject_id);
+    CREATE TABLE template_log (
+        seq BIGSERIAL PRIMARY KEY, tenant_id TEXT NOT NULL, template_id TEXT NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('add', 'remove'))
+    );
+    CREATE TABLE spent_challenges (
+        tenant_id TEXT NOT NULL, id TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE liveness_sessions (
+        tenant_id TEXT NOT NULL, id TEXT NOT NULL, live INTEGER NOT NULL, space_id TEXT,
+        sealed_vector BYTEA, summary TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        used_at DOUBLE PRECISION, PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE verify_failures (
+        tenant_id TEXT NOT NULL, subject_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX verify_failures_by_subject ON verify_failures (tenant_id, subject_id, at);
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, tenant_id TEXT, actor TEXT NOT NULL,
+        action TEXT NOT NULL, subject_id TEXT, outcome TEXT NOT NULL, details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+    );
+    CREATE FUNCTION audit_append_only() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+    """,
+]
+_SPACE = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
+AUDIT_LOCK = 7_355_608
+
+
+def vector_literal(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{float(x):.8g}" for x in v) + "]"
+
+
+class PostgresStore(SQLStore):
+    placeholder = "%s"
+    integrity_errors = (psycopg.errors.IntegrityError,)
+    stores_protected_vectors = True
+
+    def __init__(self, url: str, ef_search: int = 200) -> None:
+        super().__init__()
+        self.url = url
+        self.ef_search = ef_search
+        self._indexed_spaces: set[str] = set()
+        self.migrate()
+
+    def _connect(self) -> Any:
+        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+
+    def _begin(self, db: _Conn) -> None:
+        db.execute("BEGIN")
+
+    def migrate(self) -> None:
+        with self.tx() as db:
+            db.execute("SELECT pg_advisory_xact_lock(1)")
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+            version = row["v"] or 0
+            for number, script in enumerate(SCHEMA[version:], start=version + 1):
+                db.raw.execute(script)
+                db.execute("INSERT INTO schema_version VALUES (?)", (number,))
+
+    def lock_tenant(self, tenant_id: str) -> None:
+        self._db().execute("SELECT pg_advisory_xact_lock(hashtext(?))", (tenant_id,))
+
+    def _lock_audit(self, db: _Conn) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
+
+    # -- the pgvector index ---------------------------------------------------------------------
+
+    def set_protected_vector(self, template_id: str, vector: np.ndarray) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE templates SET protected = ?::vector WHERE id = ?",
+                (vector_literal(vector), template_id),
+            )
+
+    def _ensure_space_index(self, space_id: str, dim: int) -> None:
+        if space_id in self._indexed_spaces:
+            return
+        if not _SPACE.match(space_id):
+            raise ValueError("bad space id")
+        name = "templates_hnsw_" + re.sub(r"[^a-z0-9]", "_", space_id.lower())[:40]
+        self._db().raw.execute(
+            f"CREATE INDEX IF NOT EXISTS {name} ON templates USING hnsw "
+            f"((protected::vector({dim})) vector_ip_ops) WHERE space_id = '{space_id}'"
+        )
+        self._indexed_spaces.add(space_id)
+
+    def search_protected(
+        self, tenant_id: str, space_id: str, vector: np.ndarray, k: int
+    ) -> list[tuple[str, str, float]]:
+        """(subject, template, score) by inner product. The HNSW index filters by tenant after
+        the graph search; when that leaves fewer than ``k`` rows, the tenant is scanned exactly."""
+        dim = len(vector)
+        self._ensure_space_index(space_id, dim)
+        q = vector_literal(vector)
+        sql = (
+            f"SELECT subject_id, id, -(protected::vector({dim}) <#> ?::vector({dim})) AS score"
+            f" FROM templates WHERE tenant_id = ? AND space_id = ? AND protected IS NOT NULL"
+            f" ORDER BY protected::vector({dim}) <#> ?::vector({dim}) LIMIT ?"
+        )
+        args = (q, tenant_id, space_id, q, k)
+        with self.tx() as db:
+            db.execute(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}")
+            rows = db.execute(sql, args).fetchall()
+            if len(rows) < k:
+                db.execute("SET LOCAL enable_indexscan = off")
+                rows = db.execute(sql, args).fetchall()
+        return [(r["subject_id"], r["id"], float(r["score"])) for r in rows]
+
+    def count_protected(self, tenant_id: str, space_id: str) -> int:
+        row = (
+            self._db()
+            .execute(
+                "SELECT COUNT(*) AS n FROM templates WHERE tenant_id = ? AND space_id = ?"
+                " AND protected IS NOT NULL",
+                (tenant_id, space_id),
+            )
+            .fetchone()
+        )
+        return int(row["n"])
