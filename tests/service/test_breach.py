@@ -179,3 +179,75 @@ def test_templates_cannot_be_linked_across_tenants(breach) -> None:
     assert d_protected < 0.25, d_protected
     assert abs(mated.mean() - non_mated.mean()) < 4 * non_mated.std() / np.sqrt(len(mated))
     assert mated.max() < svc.threshold("fmr_1e-2")[0]
+
+
+def test_postgres_dump_matches_nothing(
+    engine, shared_data: Path, face_rows, tmp_path: Path, request
+) -> None:
+    """The same checks on a dump of a PostgreSQL database, where each template's transformed
+    vector sits in a pgvector column (the index) next to its sealed copy."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    server = start_server(
+        engine, tmp_path, liveness=False, postgres_url=request.getfixturevalue("postgres_server")
+    )
+    try:
+        people = sorted(
+            {
+                r["identity"]
+                for r in face_rows
+                if identity_split(r["identity"]) == "eval" and r["color"] != "grayscale"
+            }
+        )
+        by_person = {p: [r["file"] for r in face_rows if r["identity"] == p] for p in people}
+        _, bravo_key = server.service.create_tenant("bravo")
+        clients = [server.client(), server.client(bravo_key)]
+        plain, uploaded = {}, []
+        for i, person in enumerate(random.Random(5).sample(people, 12)):
+            data = (shared_data / by_person[person][0]).read_bytes()
+            try:
+                plain[person] = engine.analyse(data).embedding.vector
+            except Exception:
+                continue
+            for client in clients:
+                consenting_subject(client, f"p{i}")
+                assert client.post(
+                    f"/v1/subjects/p{i}/enroll", files={"image": ("f.jpg", data)}
+                ).status_code in (201, 409)
+            uploaded.append(data)
+        url = server.service.store.url
+    finally:
+        stop_server(server)
+    threshold = server.service.threshold("fmr_1e-3")[0]
+    probes = np.stack(list(plain.values())).astype(np.float64)
+    dump, vectors = [], []
+    with psycopg.connect(url, row_factory=dict_row) as db:
+        tables = [
+            r["tablename"]
+            for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        ]
+        for table in tables:
+            for row in db.execute(f"SELECT * FROM {table}"):
+                for value in row.values():
+                    if isinstance(value, (bytes, memoryview)):
+                        dump.append(bytes(value))
+                    elif isinstance(value, str) and value.startswith("[") and table == "templates":
+                        vectors.append(np.array(json.loads(value)))
+                    elif value is not None:
+                        dump.append(str(value).encode())
+    assert len(vectors) >= len(plain)
+    for data in uploaded:
+        window = data[len(data) // 2 : len(data) // 2 + 48]
+        assert not any(window in b for b in dump)
+    v = np.stack(vectors)
+    assert float((v @ probes.T).max()) < threshold  # the pgvector column matches no plain face
+    best = max(
+        (
+            float((_vectors_in(b, v.shape[1]) @ probes.T).max())
+            for b in dump
+            if len(b) >= v.shape[1] * 4 and len(_vectors_in(b, v.shape[1]))
+        ),
+        default=-1.0,
+    )
+    assert best < threshold
