@@ -789,6 +789,7 @@ class FaceService:
         self.index.reset()
         opened: dict[str, TenantSecrets] = {}
         last = self.store.last_log_seq()
+        batch = []
         for t in self.store.all_templates():
             if t.space_id != self.engine.space_id:
                 continue
@@ -797,7 +798,8 @@ class FaceService:
             v = opened[t.tenant_id].open_vector(
                 t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
             )
-            self.index.add(t.tenant_id, t.space_id, t.id, t.subject_id, v)
+            batch.append((t.tenant_id, t.space_id, t.id, t.subject_id, v))
+        self.index.add_many(batch)
         self.index.synced_seq = last
 
     def sync_index(self) -> None:

@@ -96,6 +96,11 @@ class GalleryIndex:
             gallery.template_ids[label] = template_id
             self._where[template_id] = (key, label)
 
+    def add_many(self, items: list[tuple[str, str, str, str, np.ndarray]]) -> None:
+        """(tenant, space, template id, subject id, vector) for each template."""
+        for item in items:
+            self.add(*item)
+
     def remove(self, template_id: str) -> None:
         with self._lock:
             where = self._where.pop(template_id, None)
@@ -184,6 +189,9 @@ class DatabaseIndex:
         return self.store.count_protected(tenant_id, space_id)
 
     def add(self, *args: object) -> None:
+        pass
+
+    def add_many(self, items: list) -> None:
         pass
 
     def remove(self, template_id: str) -> None:

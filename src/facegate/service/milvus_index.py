@@ -66,13 +66,39 @@ class MilvusIndex:
                 ],
             )
 
+    def add_many(
+        self, items: list[tuple[str, str, str, str, np.ndarray]], batch: int = 2000
+    ) -> None:
+        """Bulk upserts (one call per ``batch`` rows) for rebuilding."""
+        with self._lock:
+            for start in range(0, len(items), batch):
+                chunk = items[start : start + batch]
+                by_space: dict[str, list[dict]] = {}
+                for tenant_id, space_id, template_id, subject_id, vector in chunk:
+                    name = self._ensure(space_id, len(vector))
+                    by_space.setdefault(name, []).append(
+                        {
+                            "id": template_id,
+                            "vector": vector.astype(float).tolist(),
+                            "tenant": tenant_id,
+                            "subject": subject_id,
+                        }
+                    )
+                for name, rows in by_space.items():
+                    self.client.upsert(name, rows)
+
     def remove(self, template_id: str) -> None:
         with self._lock:
-            for name in self._collections():
+            for name in self._known or self._collections():
                 self.client.delete(name, ids=[template_id])
 
     def _collections(self) -> list[str]:
         return [c for c in self.client.list_collections() if c.startswith("facegate_")]
+
+    def _exists(self, name: str) -> bool:
+        if name not in self._known and self.client.has_collection(name):
+            self._known[name] = 0
+        return name in self._known
 
     def search(
         self,
@@ -84,7 +110,7 @@ class MilvusIndex:
     ) -> list[Hit]:
         name = self.collection(space_id)
         with self._lock:
-            if name not in self._collections():
+            if not self._exists(name):
                 return []
             result = self.client.search(
                 name,
@@ -99,7 +125,7 @@ class MilvusIndex:
     def size(self, tenant_id: str, space_id: str) -> int:
         name = self.collection(space_id)
         with self._lock:
-            if name not in self._collections():
+            if not self._exists(name):
                 return 0
             rows = self.client.query(
                 name, filter=f'tenant == "{_quoted(tenant_id)}"', output_fields=["count(*)"]
