@@ -190,3 +190,26 @@ def test_serve_creates_the_data_folder_and_prints_an_admin_key(tmp_path: Path) -
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_commands_run_on_postgres(tmp_path: Path, request) -> None:
+    """FACEGATE_DATABASE_URL moves the CLI (and the server) to PostgreSQL."""
+    import psycopg
+    from tests.service.conftest import new_database
+
+    url = new_database(request.getfixturevalue("postgres_server"))
+    env = {
+        **os.environ,
+        "FACEGATE_DATA_DIR": str(tmp_path / "data"),
+        "FACEGATE_KEY_FILE": str(tmp_path / "keys"),
+        "FACEGATE_DATABASE_URL": url,
+    }
+    code, out = run(env, "tenants", "create", "pg-tenant")
+    assert code == 0 and out["admin_key"].startswith("fg_")
+    code, out = run(env, "keys", "rotate")
+    assert code == 0 and out["tenants_rewrapped"] == 1
+    code, out = run(env, "audit", "verify")
+    assert code == 0 and out["ok"] is True and out["records"] == 2
+    with psycopg.connect(url) as db, pytest.raises(psycopg.errors.RaiseException):
+        db.execute("UPDATE audit SET outcome = 'forged'")  # append-only in PostgreSQL too
+    assert not (tmp_path / "data" / "facegate.sqlite3").exists()
