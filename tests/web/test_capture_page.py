@@ -55,7 +55,7 @@ def y4m(shared_data: Path, tmp_path_factory) -> Path:
 def browser_env(engine, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            "Chromium is missing: run ./scripts/setup.sh --browser (Debian's chromium)",
+            "Chromium is missing: run ./scripts/setup.sh --test (Debian's chromium)",
             pytrace=False,
         )
     from playwright.sync_api import sync_playwright
