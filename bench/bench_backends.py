@@ -54,25 +54,38 @@ def bulk_load(service, tenant, vectors: np.ndarray) -> None:
             )
             protected = keys.protect(v)
             sealed = keys.seal_vector(protected, template_aad(tenant.id, sid, tid, space))
-            db.execute(
-                "INSERT INTO templates (id, tenant_id, subject_id, space_id, transform_version,"
-                " sealed_vector, source, created_at) VALUES (?, ?, ?, ?, ?, ?, 'bench', ?)",
-                (tid, tenant.id, sid, space, tenant.transform_version, sealed, now),
-            )
-            db.execute(
-                "INSERT INTO template_log (tenant_id, template_id, op) VALUES (?, ?, 'add')",
-                (tenant.id, tid),
-            )
             if store.stores_protected_vectors:
                 from facegate.storage.postgres import vector_literal
 
                 db.execute(
-                    "UPDATE templates SET protected = ?::vector WHERE id = ?",
-                    (vector_literal(protected), tid),
+                    "INSERT INTO templates (id, tenant_id, subject_id, space_id, transform_version,"
+                    " sealed_vector, source, created_at, protected)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'bench', ?, ?::vector)",
+                    (
+                        tid,
+                        tenant.id,
+                        sid,
+                        space,
+                        tenant.transform_version,
+                        sealed,
+                        now,
+                        vector_literal(protected),
+                    ),
                 )
+            else:
+                db.execute(
+                    "INSERT INTO templates (id, tenant_id, subject_id, space_id, transform_version,"
+                    " sealed_vector, source, created_at) VALUES (?, ?, ?, ?, ?, ?, 'bench', ?)",
+                    (tid, tenant.id, sid, space, tenant.transform_version, sealed, now),
+                )
+            db.execute(
+                "INSERT INTO template_log (tenant_id, template_id, op) VALUES (?, ?, 'add')",
+                (tenant.id, tid),
+            )
     service.rebuild_index()
     if store.stores_protected_vectors:  # build the HNSW index once, after the load
         store.search_protected(tenant.id, space, keys.protect(vectors[0]), 1)
+        store._db().execute("ANALYZE templates")
 
 
 def run_backend(name: str, make, vectors: np.ndarray, enrol: int, search: int) -> dict:

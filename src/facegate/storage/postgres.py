@@ -130,10 +130,10 @@ class PostgresStore(SQLStore):
             )
 
     def _ensure_space_index(self, space_id: str, dim: int) -> None:
-        if space_id in self._indexed_spaces:
-            return
         if not _SPACE.match(space_id):
             raise ValueError("bad space id")
+        if space_id in self._indexed_spaces:
+            return
         name = "templates_hnsw_" + re.sub(r"[^a-z0-9]", "_", space_id.lower())[:40]
         self._db().raw.execute(
             f"CREATE INDEX IF NOT EXISTS {name} ON templates USING hnsw "
@@ -149,12 +149,15 @@ class PostgresStore(SQLStore):
         dim = len(vector)
         self._ensure_space_index(space_id, dim)
         q = vector_literal(vector)
+        # The space id is written into the query (it is checked against a strict pattern), not
+        # passed as a parameter: only then can the planner match the partial HNSW index.
         sql = (
             f"SELECT subject_id, id, -(protected::vector({dim}) <#> ?::vector({dim})) AS score"
-            f" FROM templates WHERE tenant_id = ? AND space_id = ? AND protected IS NOT NULL"
+            f" FROM templates WHERE space_id = '{space_id}' AND tenant_id = ?"
+            f" AND protected IS NOT NULL"
             f" ORDER BY protected::vector({dim}) <#> ?::vector({dim}) LIMIT ?"
         )
-        args = (q, tenant_id, space_id, q, k)
+        args = (q, tenant_id, q, k)
         with self.tx() as db:
             db.execute(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}")
             rows = db.execute(sql, args).fetchall()
