@@ -77,6 +77,10 @@ SCHEMA: list[str] = [
     CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
         FOR EACH ROW EXECUTE FUNCTION audit_append_only();
     """,
+    # 2: counting a tenant's gallery must not read every vector
+    """
+    CREATE INDEX templates_by_space ON templates (tenant_id, space_id);
+    """,
 ]
 _SPACE = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 AUDIT_LOCK = 7_355_608
@@ -170,8 +174,7 @@ class PostgresStore(SQLStore):
         row = (
             self._db()
             .execute(
-                "SELECT COUNT(*) AS n FROM templates WHERE tenant_id = ? AND space_id = ?"
-                " AND protected IS NOT NULL",
+                "SELECT COUNT(*) AS n FROM templates WHERE tenant_id = ? AND space_id = ?",
                 (tenant_id, space_id),
             )
             .fetchone()
