@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -152,16 +153,36 @@ class GalleryIndex:
     def sync(
         self, log: list[tuple[int, str, str, str]], load: Callable[[str], tuple | None]
     ) -> None:
-        """Apply template-log entries newer than the last sync; ``load(template_id)`` returns
-        (tenant, space, subject, protected vector) or None when the template is gone."""
-        for seq, _tenant, template_id, op in log:
-            if op == "add":
-                item = load(template_id)
-                if item is not None:
-                    self.add(item[0], item[1], template_id, item[2], item[3])
-            else:
-                self.remove(template_id)
-            self.synced_seq = max(self.synced_seq, seq)
+        apply_template_log(self, log, load)
+
+
+def apply_template_log(
+    index: GalleryIndex | LogFedIndex,
+    log: list[tuple[int, str, str, str]],
+    load: Callable[[str], tuple | None],
+) -> None:
+    """Apply template-log entries newer than the index's last sync; ``load(template_id)``
+    returns (tenant, space, subject, protected vector) or None when the template is gone."""
+    for seq, _tenant, template_id, op in log:
+        if op == "add":
+            item = load(template_id)
+            if item is not None:
+                index.add(item[0], item[1], template_id, item[2], item[3])
+        else:
+            index.remove(template_id)
+        index.synced_seq = max(index.synced_seq, seq)
+
+
+class LogFedIndex(Protocol):
+    """An index kept up to date from the template log (in-process, or Milvus)."""
+
+    synced_seq: int
+
+    def add(
+        self, tenant_id: str, space_id: str, template_id: str, subject_id: str, vector: np.ndarray
+    ) -> None: ...
+
+    def remove(self, template_id: str) -> None: ...
 
 
 class DatabaseIndex:

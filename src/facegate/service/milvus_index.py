@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from facegate.service.index import Hit
+from facegate.service.index import Hit, apply_template_log
 
 
 class MilvusIndex:
@@ -146,14 +146,7 @@ class MilvusIndex:
     def sync(
         self, log: list[tuple[int, str, str, str]], load: Callable[[str], tuple | None]
     ) -> None:
-        for seq, _tenant, template_id, op in log:
-            if op == "add":
-                item = load(template_id)
-                if item is not None:
-                    self.add(item[0], item[1], template_id, item[2], item[3])
-            else:
-                self.remove(template_id)
-            self.synced_seq = max(self.synced_seq, seq)
+        apply_template_log(self, log, load)
 
 
 def _quoted(value: str) -> str:
