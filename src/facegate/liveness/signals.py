@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from facegate.engine.detect import Detector
-from facegate.engine.landmarks import FaceMesh, five_from_mesh, roi_transform, warp_crop
+from facegate.engine.landmarks import FaceMesh, five_from_mesh, mesh_roi, roi_transform, warp_crop
 from facegate.engine.models import mediapipe_model
 from facegate.engine.quality import head_pose_deg
 from facegate.engine.tflite import TFLiteModel
@@ -180,8 +180,6 @@ class FaceTracker:
         return main, count
 
     def step(self, rgb: np.ndarray, t_ms: float) -> FrameSignals:
-        from facegate.engine.landmarks import mesh_roi
-
         tracking = self._last_mesh is not None
         run_detector = not tracking or self._count % self.detect_every == 0
         self._count += 1

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -18,6 +20,11 @@ class TenantSecrets:
     dek: bytes
     seed: bytes
     transform_version: int
+
+    def derived_key(self, label: str) -> bytes:
+        """A key for one purpose (challenge tokens, capture links), derived from the data key:
+        a token of one tenant is worthless in another, and nothing extra is stored."""
+        return hmac.new(self.dek, f"facegate-{label}-key".encode(), hashlib.sha256).digest()
 
     def protect(self, embedding: np.ndarray) -> np.ndarray:
         return protect(embedding, self.seed, self.transform_version)

@@ -6,6 +6,7 @@ structural. Face images and plain embeddings live only in local variables of the
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import secrets
@@ -23,11 +24,12 @@ from facegate.liveness.challenge import Challenge, ChallengeError, ChallengePoli
 from facegate.liveness.challenge import sign as sign_challenge
 from facegate.liveness.challenge import verify as verify_challenge
 from facegate.liveness.check import LivenessChecker
-from facegate.protection.crypto import KeyRing, ProtectionError
+from facegate.protection.crypto import KeyRing, ProtectionError, seal
 from facegate.protection.tenant import (
     TenantSecrets,
     new_tenant_material,
     open_tenant,
+    seed_aad,
     template_aad,
 )
 from facegate.protection.tokens import open_token, peek_token, sign_token
@@ -137,8 +139,6 @@ class FaceService:
 
     def authenticate(self, token: str) -> Caller | None:
         """``fg_<id>_<secret>`` -> the caller, or None. Compares hashes in constant time."""
-        import hmac
-
         parts = token.strip().split("_", 2)
         if len(parts) != 3 or parts[0] != "fg":
             return None
@@ -351,14 +351,7 @@ class FaceService:
     # -- liveness ---------------------------------------------------------------------------
 
     def challenge_key(self, tenant: TenantRow) -> bytes:
-        """Per-tenant challenge key derived from the tenant's data key: a token of one tenant
-        is worthless in another."""
-        import hashlib
-        import hmac
-
-        return hmac.new(
-            self.secrets_of(tenant).dek, b"facegate-challenge-key", hashlib.sha256
-        ).digest()
+        return self.secrets_of(tenant).derived_key("challenge")
 
     def new_challenge(
         self, caller: Caller, actions: tuple[str, ...] | None, flash: bool
@@ -418,12 +411,7 @@ class FaceService:
     # -- capture links (the browser capture page) ---------------------------------------------
 
     def capture_key(self, tenant: TenantRow) -> bytes:
-        import hashlib
-        import hmac
-
-        return hmac.new(
-            self.secrets_of(tenant).dek, b"facegate-capture-key", hashlib.sha256
-        ).digest()
+        return self.secrets_of(tenant).derived_key("capture")
 
     def new_capture_link(
         self, caller: Caller, subject_id: str, flow: str, ttl_s: float = 600.0
@@ -859,9 +847,6 @@ class FaceService:
     def renew_transform(self, tenant_id: str) -> dict[str, Any]:
         """A new secret transform for one tenant; stored templates are moved to it, so copies
         taken before stop matching anything."""
-        from facegate.protection.crypto import seal
-        from facegate.protection.tenant import seed_aad
-
         tenant = self.tenant(tenant_id)
         old = self.secrets_of(tenant)
         new_seed, new_version = secrets.token_bytes(32), tenant.transform_version + 1
