@@ -143,10 +143,53 @@ def cmd_liveness(args: argparse.Namespace) -> int:
 def cmd_eval_liveness(args: argparse.Namespace) -> int:
     from facegate.eval.liveness import run_liveness_evaluation
 
+    data = Path(args.data)
+    if not (data / "videos").is_dir():
+        raise InputError(f"no videos folder under {data} (give --data)", code="dir_not_found")
     report = run_liveness_evaluation(
-        Path(args.data), report_path=Path(args.report) if args.report else None
+        data,
+        report_path=Path(args.report) if args.report else None,
+        attacks=args.attacks,
+        flash_trials=args.flash_trials,
+        real_challenges=args.real_challenges,
     )
     _print(report)
+    return 0
+
+
+def cmd_eval_flash(args: argparse.Namespace) -> int:
+    from facegate.eval.flash import run_flash_evaluation
+    from facegate.eval.report import write_json
+
+    lo, _, hi = args.strength.partition(":")
+    report = run_flash_evaluation(
+        Path(args.data),
+        split=args.split,
+        trials=args.trials,
+        strength=(float(lo), float(hi or lo)),
+        seed=args.seed,
+    )
+    if args.report:
+        write_json(report, Path(args.report))
+    _print(report)
+    return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from facegate.attack.cli import make_attacks
+
+    data = Path(args.data)
+    if not (data / "faces").is_dir():
+        raise InputError(f"no faces folder under {data} (give --data)", code="dir_not_found")
+    manifest = make_attacks(
+        args.kind,
+        data,
+        Path(args.out),
+        count=args.count,
+        seed=args.seed,
+        actions=tuple(a for a in (args.actions or "").split(",") if a) or None,
+    )
+    _print({"written": len(manifest), "out": args.out, "manifest": "manifest.json"})
     return 0
 
 
@@ -314,7 +357,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="the shared data folder (default ../shared/data)",
     )
     e.add_argument("--report", help="write the JSON report here")
+    e.add_argument(
+        "--attacks", type=int, default=20, help="generated attacks per kind (0: skip attacks)"
+    )
+    e.add_argument(
+        "--flash-trials", type=int, default=2, help="rendered flash trials per video (0: skip)"
+    )
+    e.add_argument(
+        "--real-challenges", type=int, default=3, help="random challenges per real attack sample"
+    )
     e.set_defaults(func=cmd_eval_liveness)
+
+    e = esub.add_parser("flash", help="the colour-flash cue on reflections rendered onto videos")
+    e.add_argument("--data", default=str(Path("..") / "shared" / "data"))
+    e.add_argument("--split", default="eval", choices=["tune", "eval", "all"])
+    e.add_argument("--trials", type=int, default=3, help="random sequences per video")
+    e.add_argument(
+        "--strength", default="0.06:0.12", help="reflection gain range lo:hi (0.08 = +8%%)"
+    )
+    e.add_argument("--seed", type=int, default=7)
+    e.add_argument("--report", help="write the JSON report here")
+    e.set_defaults(func=cmd_eval_flash)
+
+    p = sub.add_parser("attack", help="make presentation-attack videos from ../shared/data")
+    p.add_argument(
+        "kind", choices=["photo_on_stick", "emulator", "emulator_on_screen", "splice", "tint"]
+    )
+    p.add_argument("--data", default=str(Path("..") / "shared" / "data"))
+    p.add_argument("--out", required=True, help="folder for the videos and manifest.json")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--actions", help="answer these actions (default: a random challenge each)")
+    p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("serve", help="run the REST API (data in FACEGATE_DATA_DIR)")
     p.add_argument("--host", default="127.0.0.1")

@@ -100,7 +100,16 @@ def is_subsequence(wanted: tuple[str, ...], sequence: tuple[str, ...]) -> bool:
     return all(any(w == s for s in it) for w in wanted)
 
 
-def run_liveness_evaluation(data: Path, report_path: Path | None = None) -> dict[str, Any]:
+def run_liveness_evaluation(
+    data: Path,
+    report_path: Path | None = None,
+    *,
+    attacks: int = 0,
+    flash_trials: int = 0,
+    real_challenges: int = 0,
+) -> dict[str, Any]:
+    """Bona fide and replay on the real videos; with ``flash_trials`` the colour flash on
+    rendered reflections; with ``attacks`` the generated and real attack species."""
     videos = data / "videos"
     if not videos.is_dir():
         raise FacegateError(f"no videos folder under {data}", code="dir_not_found")
@@ -113,7 +122,7 @@ def run_liveness_evaluation(data: Path, report_path: Path | None = None) -> dict
     for name, truth in VIDEO_ACTIONS.items():
         data_bytes = (videos / name).read_bytes()
         t0 = time.perf_counter()
-        signals, chips, _ = checker.analyse_video(data_bytes)
+        analysis = checker.analyse_video(data_bytes)
         analyse_s = time.perf_counter() - t0
         entry: dict[str, Any] = {
             "video": name,
@@ -123,9 +132,9 @@ def run_liveness_evaluation(data: Path, report_path: Path | None = None) -> dict
             "analyse_seconds": round(analyse_s, 2),
         }
 
-        def decide(actions: tuple[str, ...], signals=signals, chips=chips) -> dict[str, Any]:
+        def decide(actions: tuple[str, ...], analysis=analysis) -> dict[str, Any]:
             ch = create_challenge(policy, now=time.time(), actions=actions)
-            return checker.judge_signals(ch, signals, chips).to_dict()
+            return checker.judge_analysis(ch, analysis).to_dict()
 
         if truth.contains:
             verdict = decide(truth.contains)
@@ -156,10 +165,10 @@ def run_liveness_evaluation(data: Path, report_path: Path | None = None) -> dict
         per_video.append(entry)
     not_capture = []
     for name in sorted(NOT_A_CAPTURE):
-        signals, chips, _ = checker.analyse_video((videos / name).read_bytes())
+        analysis = checker.analyse_video((videos / name).read_bytes())
         verdicts = [
-            checker.judge_signals(
-                create_challenge(policy, now=time.time(), actions=(a,)), signals, chips
+            checker.judge_analysis(
+                create_challenge(policy, now=time.time(), actions=(a,)), analysis
             ).to_dict()
             for a in ACTIONS
         ]
@@ -192,6 +201,32 @@ def run_liveness_evaluation(data: Path, report_path: Path | None = None) -> dict
             "video set in ../shared/data"
         ),
     }
+    if flash_trials:
+        from facegate.eval.flash import run_flash_evaluation
+
+        flash = run_flash_evaluation(data, split="eval", trials=flash_trials, checker=checker)
+        report["flash"] = flash
+        report["bpcer_with_flash"] = flash["bpcer_full_verdict"]
+        for case, value in flash["apcer"].items():
+            report["apcer"][f"flash_{case}"] = value
+    if attacks or real_challenges:
+        from facegate.eval.attacks import run_attack_evaluation
+
+        found = run_attack_evaluation(
+            data, count=attacks, real_challenges=real_challenges, checker=checker
+        )
+        report["attacks"] = found
+        report["apcer_without_flash"] = {}
+        for group in (found["real"]["species"], found["generated"]):
+            for species, summary in group.items():
+                if summary.get("attempts"):
+                    report["apcer"][species] = summary["apcer_with_flash"]
+                    report["apcer_without_flash"][species] = summary["apcer_without_flash"]
+        report["apcer_note"] = (
+            "apcer: challenges with a colour flash (the capture page); apcer_without_flash: "
+            "the same attacks against the same actions without one. apcer.replay is the "
+            "original replay test (actions only)."
+        )
     if report_path:
         write_json(report, report_path)
     return json.loads(json.dumps(report))

@@ -15,9 +15,10 @@ from random import Random
 
 from facegate.errors import FacegateError
 from facegate.liveness.actions import ACTIONS
+from facegate.liveness.flash import FLASH_PALETTE
 from facegate.protection.tokens import open_token, sign_token
 
-FLASH_COLOURS = ("#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#ffffff")
+FLASH_COLOURS = FLASH_PALETTE  # what the page can show and the judge can read back
 TOKEN_VERSION = 1
 
 

@@ -13,11 +13,20 @@ from facegate.engine.pipeline import FaceEngine
 from facegate.errors import FacegateError
 from facegate.liveness.actions import DEFAULT_ACTION_POLICY, ActionPolicy
 from facegate.liveness.challenge import Challenge
-from facegate.liveness.judge import IdentityPolicy, Verdict, judge
+from facegate.liveness.flash import (
+    DEFAULT_FLASH_POLICY,
+    ColourSample,
+    FlashPolicy,
+    colour_sample,
+    judge_flash,
+)
+from facegate.liveness.judge import CueResult, IdentityPolicy, Verdict, judge
+from facegate.liveness.planarity import DEFAULT_PLANARITY_POLICY, PlanarityPolicy, judge_planarity
 from facegate.liveness.signals import FaceTracker, FrameSignals, IrisModel
 from facegate.liveness.video import DEFAULT_VIDEO_LIMITS, VideoLimits, read_frames
 from facegate.types import FaceBox
 
+HEAD_ACTIONS = ("turn_left", "turn_right", "look_up", "look_down")
 IDENTITY_OPERATING_POINT = "fmr_1e-2"  # frames of one video: a lenient, still meaningful bound
 
 
@@ -37,6 +46,16 @@ class LivenessResult:
         }
 
 
+@dataclass
+class VideoAnalysis:
+    """What the judge needs from a video; the frames themselves are dropped as they are read."""
+
+    signals: list[FrameSignals]
+    chips: list[np.ndarray | None]  # the embedder's aligned chip per analysed frame
+    colours: list[ColourSample]  # face and background colour per frame with a face
+    timings_ms: dict[str, float]
+
+
 class LivenessChecker:
     def __init__(
         self,
@@ -45,8 +64,12 @@ class LivenessChecker:
         limits: VideoLimits = DEFAULT_VIDEO_LIMITS,
         action_policy: ActionPolicy = DEFAULT_ACTION_POLICY,
         identity_policy: IdentityPolicy | None = None,
+        flash_policy: FlashPolicy = DEFAULT_FLASH_POLICY,
+        planarity_policy: PlanarityPolicy = DEFAULT_PLANARITY_POLICY,
         num_threads: int = 1,
     ) -> None:
+        self.flash_policy = flash_policy
+        self.planarity_policy = planarity_policy
         self.engine = engine
         self.iris = IrisModel(num_threads)
         self.limits = limits
@@ -56,38 +79,40 @@ class LivenessChecker:
             engine.space_id, IDENTITY_OPERATING_POINT
         ).threshold
 
-    def analyse_video(
-        self, video: bytes
-    ) -> tuple[list[FrameSignals], list[np.ndarray | None], dict[str, float]]:
-        """Signals per analysed frame, the embedder's chip per frame (small; frames are dropped),
-        and the time spent per stage."""
+    def analyse_video(self, video: bytes) -> VideoAnalysis:
         counter = getattr(self.engine.detector, "short", None)  # BlazeFace short-range alone
         tracker = FaceTracker(self.engine.detector, self.engine.mesh, self.iris, counter=counter)
-        signals: list[FrameSignals] = []
-        chips: list[np.ndarray | None] = []
-        timings = {"decode": 0.0, "chips": 0.0}
+        out = VideoAnalysis([], [], [], {"decode": 0.0, "chips_colours": 0.0})
         t = time.perf_counter()
         for frame in read_frames(video, self.limits):
-            timings["decode"] += (time.perf_counter() - t) * 1000
+            out.timings_ms["decode"] += (time.perf_counter() - t) * 1000
             sig = tracker.step(frame.rgb, frame.t_ms)
             t = time.perf_counter()
             chip = None
             if sig.face and sig.landmarks is not None and sig.box_xyxy is not None:
                 box = FaceBox(sig.box_xyxy, 1.0)
                 chip = self.engine.embedder.align(frame.rgb, box, sig.landmarks)
-            signals.append(sig)
-            chips.append(chip)
-            timings["chips"] += (time.perf_counter() - t) * 1000
+                if sig.landmarks.mesh is not None:
+                    out.colours.append(colour_sample(frame.rgb, sig.landmarks.mesh, frame.t_ms))
+            out.signals.append(sig)
+            out.chips.append(chip)
+            out.timings_ms["chips_colours"] += (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-        timings.update(tracker.timings_ms)
-        return signals, chips, timings
+        out.timings_ms.update(tracker.timings_ms)
+        return out
 
-    def judge_signals(
-        self,
-        challenge: Challenge,
-        signals: list[FrameSignals],
-        chips: list[np.ndarray | None],
-    ) -> Verdict:
+    def cues(self, challenge: Challenge, analysis: VideoAnalysis) -> list[CueResult]:
+        """The attack-defence cues that apply to this challenge."""
+        results: list[CueResult] = []
+        if any(a in HEAD_ACTIONS for a in challenge.actions):
+            results.append(judge_planarity(analysis.signals, self.planarity_policy))
+        if challenge.flash:
+            results += judge_flash(challenge.flash, analysis.colours, self.flash_policy)
+        return results
+
+    def judge_analysis(self, challenge: Challenge, analysis: VideoAnalysis) -> Verdict:
+        chips = analysis.chips
+
         def embed(indices: list[int]) -> list[np.ndarray | None]:
             present = [i for i in indices if chips[i] is not None]
             vectors = dict(
@@ -97,20 +122,22 @@ class LivenessChecker:
 
         return judge(
             challenge.actions,
-            signals,
+            analysis.signals,
             embed=embed,
             identity_threshold=self.identity_threshold,
             action_policy=self.action_policy,
             identity_policy=self.identity_policy,
+            cues=self.cues(challenge, analysis),
         )
 
     def check(self, video: bytes, challenge: Challenge) -> LivenessResult:
         t0 = time.perf_counter()
-        signals, chips, timings = self.analyse_video(video)
+        analysis = self.analyse_video(video)
+        signals, chips, timings = analysis.signals, analysis.chips, analysis.timings_ms
         t1 = time.perf_counter()
         if not any(s.face for s in signals):
             raise FacegateError("no face was found in the video", code="no_face")
-        verdict = self.judge_signals(challenge, signals, chips)
+        verdict = self.judge_analysis(challenge, analysis)
         t2 = time.perf_counter()
         timings["judge_and_identity"] = (t2 - t1) * 1000
         best = best_frame(signals, chips)

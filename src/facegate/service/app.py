@@ -471,7 +471,8 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
         caller, subject_id, _ = ctx
         svc = get_service()
         svc.require_consent(caller, subject_id)
-        return svc.new_challenge(caller, None, flash=False)
+        # the page shows the colour flash: a recording made before this challenge cannot follow it
+        return svc.new_challenge(caller, None, flash=True)
 
     @app.post("/v1/capture/submit", tags=["capture"])
     async def capture_submit(

@@ -132,7 +132,10 @@ function record(challenge) {
     list.appendChild(li);
     return li;
   });
-  const total = NEUTRAL_MS + ACTION_MS * challenge.actions.length;
+  // the colour flash plays first, over the neutral phase; the actions come after it
+  const flashMs = challenge.flash ? challenge.flash.reduce((sum, step) => sum + step[1], 0) : 0;
+  const neutral = Math.max(NEUTRAL_MS, flashMs + 400);
+  const total = neutral + ACTION_MS * challenge.actions.length;
   const type = MediaRecorder.isTypeSupported("video/webm;codecs=vp8") ? "video/webm;codecs=vp8" : "video/webm";
   let chunks = [];
   const recorder = new MediaRecorder(stream, { mimeType: type, videoBitsPerSecond: 2_500_000 });
@@ -161,7 +164,7 @@ function record(challenge) {
     const pct = Math.min(100, Math.round((100 * t) / total));
     $("progress-bar").style.width = pct + "%";
     document.querySelector(".progress").setAttribute("aria-valuenow", String(pct));
-    const k = t < NEUTRAL_MS ? -1 : Math.floor((t - NEUTRAL_MS) / ACTION_MS);
+    const k = t < neutral ? -1 : Math.floor((t - neutral) / ACTION_MS);
     items.forEach((li, i) => { li.className = i < k ? "done" : i === k ? "current" : ""; });
     if (k >= 0 && k < items.length) $("prompt").textContent = PROMPTS[challenge.actions[k]] || challenge.actions[k];
     if (t >= total) {
