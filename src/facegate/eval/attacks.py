@@ -125,33 +125,37 @@ def run_attack_evaluation(
         work = keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
 
-        def judge_bytes(video: bytes, challenge: Challenge) -> dict[str, Any]:
+        def judge(video: bytes, challenges: list[Challenge]) -> list[dict[str, Any]]:
+            """One analysis of the video, judged against each challenge."""
             try:
                 analysis = checker.analyse_video(video)
             except FacegateError as exc:  # refused outright: not live
-                return {
-                    "actions": list(challenge.actions),
-                    "actions_fooled": False,
-                    "live_without_flash": False,
-                    "live_with_flash": False,
-                    "reasons_without_flash": [exc.code],
-                    "reasons_with_flash": [exc.code],
-                    "cues": {},
-                }
-            return judge_both(checker, analysis, challenge, rng)
+                return [
+                    {
+                        "actions": list(c.actions),
+                        "actions_fooled": False,
+                        "live_without_flash": False,
+                        "live_with_flash": False,
+                        "reasons_without_flash": [exc.code],
+                        "reasons_with_flash": [exc.code],
+                        "cues": {},
+                    }
+                    for c in challenges
+                ]
+            return [judge_both(checker, analysis, c, rng) for c in challenges]
 
         def judge_frames(
-            frames: list[np.ndarray], name: str, challenge: Challenge
-        ) -> dict[str, Any]:
+            frames: list[np.ndarray], name: str, challenges: list[Challenge]
+        ) -> list[dict[str, Any]]:
             path = write_video(frames, work / f"{name}.mp4")
             try:
-                return judge_bytes(path.read_bytes(), challenge)
+                return judge(path.read_bytes(), challenges)
             finally:
                 if keep is None:
                     path.unlink(missing_ok=True)
 
         generated = generated_attacks(checker, data, count, rng, policy, judge_frames)
-        real = real_attacks(data, real_challenges, rng, policy, judge_frames, judge_bytes)
+        real = real_attacks(data, real_challenges, rng, policy, judge_frames, judge)
     return {
         "generated": {k: summarise(v) for k, v in generated.items()},
         "real": real,
@@ -198,13 +202,13 @@ def generated_attacks(checker, data, count, rng, policy, judge_frames) -> dict[s
             else:
                 pair = [photos[i % len(photos)], photos[(i + 1) % len(photos)]]
                 attack = make_attack(kind, pair, challenge.actions, rng)
-            row = judge_frames(attack.frames, f"{kind}-{i:04d}", challenge)
+            (row,) = judge_frames(attack.frames, f"{kind}-{i:04d}", [challenge])
             row["sources"] = attack.sources
             results[kind].append(row)
     return results
 
 
-def real_attacks(data, n_challenges, rng, policy, judge_frames, judge_bytes) -> dict[str, Any]:
+def real_attacks(data, n_challenges, rng, policy, judge_frames, judge) -> dict[str, Any]:
     rows = list(csv.DictReader((data / "spoof" / "labels.csv").open()))
     per_species: dict[str, list] = {}
     per_file = []
@@ -215,15 +219,15 @@ def real_attacks(data, n_challenges, rng, policy, judge_frames, judge_bytes) -> 
         if row["medium"] == "image":
             image = decode_image(path.read_bytes())
             still = still_video(image.rgb if hasattr(image, "rgb") else image)
-        outcomes = []
-        for j in range(n_challenges):
-            challenge = create_challenge(policy, now=time.time(), rng=rng)
-            if still is not None:  # a printed or on-screen photo held still
-                outcome = judge_frames(still, f"real-{k:03d}-{j}", challenge)
-            else:  # the attack video as recorded
-                outcome = judge_bytes(path.read_bytes(), challenge)
+        challenges = [
+            create_challenge(policy, now=time.time(), rng=rng) for _ in range(n_challenges)
+        ]
+        if still is not None:  # a printed or on-screen photo held still
+            outcomes = judge_frames(still, f"real-{k:03d}", challenges)
+        else:  # the attack video as recorded
+            outcomes = judge(path.read_bytes(), challenges)
+        for outcome in outcomes:
             outcome["split"] = spoof_split(row["subject"])
-            outcomes.append(outcome)
         per_species.setdefault(species, []).extend(outcomes)
         per_file.append(
             {

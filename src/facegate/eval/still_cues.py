@@ -1,4 +1,8 @@
-"""Screen cue: periodic high-frequency energy (moire) on the face (pure numpy).
+"""Still-image screen cue, measured and not used: periodic high-frequency energy (moire).
+
+Measured by ``bench/bench_still_cues.py`` on the real print and screen photos of
+../shared/data/spoof: it does not separate them from live faces there (docs/attack-defence.md),
+so no decision uses it.
 
 A face recaptured from a screen carries the beat between the screen's pixel grid and the
 camera's: narrow peaks in the 2-D spectrum at high frequencies. Skin, hair and print texture

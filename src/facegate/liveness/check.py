@@ -23,7 +23,7 @@ from facegate.liveness.flash import (
 from facegate.liveness.judge import CueResult, IdentityPolicy, Verdict, judge
 from facegate.liveness.planarity import DEFAULT_PLANARITY_POLICY, PlanarityPolicy, judge_planarity
 from facegate.liveness.signals import FaceTracker, FrameSignals, IrisModel
-from facegate.liveness.video import DEFAULT_VIDEO_LIMITS, VideoLimits, read_frames
+from facegate.liveness.video import DEFAULT_VIDEO_LIMITS, VideoLimits, prefetch, read_frames
 from facegate.types import FaceBox
 
 HEAD_ACTIONS = ("turn_left", "turn_right", "look_up", "look_down")
@@ -84,7 +84,7 @@ class LivenessChecker:
         tracker = FaceTracker(self.engine.detector, self.engine.mesh, self.iris, counter=counter)
         out = VideoAnalysis([], [], [], {"decode": 0.0, "chips_colours": 0.0})
         t = time.perf_counter()
-        for frame in read_frames(video, self.limits):
+        for frame in prefetch(read_frames(video, self.limits)):
             out.timings_ms["decode"] += (time.perf_counter() - t) * 1000
             sig = tracker.step(frame.rgb, frame.t_ms)
             t = time.perf_counter()

@@ -11,7 +11,10 @@ face mesh and the frame outside the head and body. The judge (pure) fits, for ea
 small window, ``log(colour) = a_channel + k * screen_channel(t - lag)`` and asks for
 
 - ``flash_correlation``: the best lag's correlation between the sequence and the face's colour,
-- ``flash_face_vs_background``: the face's response ``k`` over the background's at that lag.
+- ``flash_steps``: the share of steps whose colour, read back from the face, is the one shown,
+- ``flash_face_vs_background``: at that lag, the correlation of the face's colour *relative to
+  the background's* with the sequence, times the share of the face's response that the
+  background does not show as well (about 1 for a lit face, about 0 for a tinted video).
 
 Validated on reflections rendered onto real videos only (``facegate.attack.render``): no
 recording in ../shared/data was made under a flashing screen.
@@ -31,6 +34,7 @@ from facegate.liveness.judge import CueResult
 SKIN_POINTS = (151, 108, 337, 50, 101, 280, 330, 6, 199)
 SKIN_PATCH_FRACTION = 0.1  # patch half-size as a fraction of the eye-corner distance
 BACKGROUND_DOWNSCALE = 8
+MIN_BACKGROUND_SHARE = 0.02  # of the frame, else the background is not measured
 # every colour the capture page may show (facegate.liveness.challenge.FLASH_COLOURS)
 FLASH_PALETTE = ("#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#ffffff")
 
@@ -67,10 +71,15 @@ def colour_sample(rgb: np.ndarray, mesh: np.ndarray, t_ms: float) -> ColourSampl
     mask = np.zeros((sh, sw), bool)
     edge_x, edge_y = max(1, int(0.2 * sw)), max(1, int(0.15 * sh))
     mask[:, :edge_x] = mask[:, sw - edge_x :] = mask[:edge_y, :] = True
-    cx, half = (x0 + x1) / 2, 1.0 * (x1 - x0)
+    cx, half = (x0 + x1) / 2, 0.75 * (x1 - x0)  # head and hair
     top = max(0, int(y0 - 0.3 * (y1 - y0)))
     mask[top:, max(0, int(cx - half)) : max(0, int(cx + half) + 1)] = False
-    background = small[mask].reshape(-1, 3).mean(axis=0) if mask.sum() >= 16 else None
+    # near-black and near-white pixels (letterbox bars, sky) cannot show a change of light:
+    # leave them out, and take the median, which the few pixels near those bounds do not move
+    pixels = small[mask].reshape(-1, 3)
+    pixels = pixels[(pixels.min(axis=1) >= 25) & (pixels.max(axis=1) <= 225)]
+    enough = max(16, int(MIN_BACKGROUND_SHARE * sh * sw))
+    background = np.median(pixels, axis=0) if len(pixels) >= enough else None
     return ColourSample(
         t_ms,
         tuple(float(v) for v in face),  # type: ignore[arg-type]
@@ -91,7 +100,8 @@ class FlashPolicy:
     min_frames_per_step: float = 1.5
     min_correlation: float = 0.75
     min_steps_identified: float = 0.8
-    min_face_vs_background: float = 2.0
+    min_face_vs_background: float = 0.55
+    min_background_fraction: float = 0.5  # of the frames while the colours are shown
     min_face_response: float = 0.01  # log-intensity change per unit of screen light
 
 
@@ -173,19 +183,33 @@ def judge_flash(
 ) -> list[CueResult]:
     """Three cue results: correlation, colours read back step by step, face vs background.
     All fail when evidence is missing."""
-    usable = [s for s in samples if s.background_rgb is not None]
+    window_ms = policy.max_lag_ms + sum(ms for _, ms in sequence)
+    shown = [s for s in samples if s.t_ms <= window_ms]
+    usable = [s for s in shown if s.background_rgb is not None]
+    if len(usable) < policy.min_background_fraction * max(len(shown), 1):
+        detail = "too little background around the face (move the camera back a little)"
+        return [
+            CueResult("flash_correlation", 0.0, policy.min_correlation, False, detail),
+            CueResult("flash_steps", 0.0, policy.min_steps_identified, False, detail),
+            CueResult(
+                "flash_face_vs_background", 0.0, policy.min_face_vs_background, False, detail
+            ),
+        ]
     t = np.array([s.t_ms for s in usable])
     face = np.log1p(np.array([s.face_rgb for s in usable])) if usable else np.zeros((0, 3))
     back = np.log1p(np.array([s.background_rgb for s in usable])) if usable else face
-    best: tuple[float, float, float, float] | None = None  # correlation, lag, k face, k back
+    best: tuple[float, float, float, float] | None = None  # correlation, lag, k, vs background
     for lag in np.arange(0.0, policy.max_lag_ms + 1e-6, policy.lag_step_ms):
         light, inside = screen_light(sequence, t, float(lag), policy.edge_ms)
         if inside.sum() < policy.min_frames_per_step * len(sequence):
             continue
         k_face, r = fit_response(face[inside], light[inside])
         if best is None or r > best[0]:
-            k_back, _ = fit_response(back[inside], light[inside])
-            best = (r, float(lag), k_face, k_back)
+            k_rel, r_rel = fit_response(face[inside] - back[inside], light[inside])
+            # correlation of the face relative to the background, times the share of the
+            # face's response that the background does not also show
+            share = float(np.clip(k_rel / k_face, 0.0, 1.0)) if k_face > 0 else 0.0
+            best = (r, float(lag), k_face, max(r_rel, 0.0) * share)
     if best is None:
         detail = "too few frames with a face while the colours were shown"
         return [
@@ -195,9 +219,8 @@ def judge_flash(
                 "flash_face_vs_background", 0.0, policy.min_face_vs_background, False, detail
             ),
         ]
-    r, lag, k_face, k_back = best
+    r, lag, k_face, ratio = best
     steps = steps_identified(sequence, t, face, lag, k_face, policy.edge_ms)
-    ratio = k_face / max(abs(k_back), policy.min_face_response / 10)
     follows = r >= policy.min_correlation and k_face >= policy.min_face_response
     return [
         CueResult(
@@ -218,7 +241,7 @@ def judge_flash(
         ),
         CueResult(
             "flash_face_vs_background",
-            round(ratio, 3),
+            round(ratio, 4),
             policy.min_face_vs_background,
             ratio >= policy.min_face_vs_background,
             ""

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import io
 import math
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -109,3 +112,49 @@ def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iter
     finally:
         cap.release()
         stream.close()
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetch(items: Iterator[T], depth: int = 3) -> Iterator[T]:
+    """Run ``items`` in a background thread, ``depth`` ahead: decoding the next frame (OpenCV
+    releases the GIL) overlaps with analysing this one. Errors are re-raised here; stopping
+    early stops the producer."""
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(_END)
+        except BaseException as exc:  # handed to the consumer
+            offer(exc)
+
+    worker = threading.Thread(target=produce, name="facegate-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while not buffer.empty():  # let a blocked producer finish
+            buffer.get_nowait()
+        worker.join(timeout=5)

@@ -54,6 +54,7 @@ async function start() {
   }
   $("title").textContent = info.flow === "enroll" ? "Set up your face check" : "Confirm it is you";
   $("camera-alternative").textContent = info.non_face_alternative;
+  $("flash-alternative").textContent = info.non_face_alternative;
   if (info.consent_given) return show("camera");
   $("consent-text").textContent = info.consent_text;
   $("consent-version").textContent = info.consent_text_version;
