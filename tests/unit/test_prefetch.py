@@ -1,4 +1,4 @@
-"""prefetch: same items in order, errors re-raised in the consumer, early stop stops the producer."""
+"""prefetch: items in order, errors re-raised in the consumer, an early stop ends the producer."""
 
 from __future__ import annotations
 
