@@ -49,8 +49,8 @@ def load_photo(engine: FaceEngine, path: Path) -> PhotoFace | None:
         result = engine.analyse(rgb, multiple="largest", enforce_quality=False)
     except FacegateError:
         return None
-    if result.landmarks.mesh is None:
-        return None
+    if result.landmarks.mesh is None or result.faces_found != 1:
+        return None  # a kit user picks a photo of one person
     return PhotoFace(path, rgb, result.landmarks.mesh)
 
 

@@ -79,7 +79,8 @@ def judge_both(
         "live_with_flash": flash.live,
         "reasons_without_flash": sorted({r.code for r in no_flash.reasons}),
         "reasons_with_flash": sorted({r.code for r in flash.reasons}),
-        "cues": {c.name: c.score for c in flash.cues},
+        # every cue on its own: its score and whether it alone would have let the attack through
+        "cues": {c.name: {"score": c.score, "passed": c.passed} for c in flash.cues},
     }
 
 
@@ -92,6 +93,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = sum(r[key] for r in rows)
     out["apcer_without_flash"] = round(out["live_without_flash"] / n, 4)
     out["apcer_with_flash"] = round(out["live_with_flash"] / n, 4)
+    cues: dict[str, list[int]] = {}
+    for r in rows:
+        for name, cue in r["cues"].items():
+            counts = cues.setdefault(name, [0, 0])
+            counts[0] += cue["passed"]
+            counts[1] += 1
+    out["cue_passed"] = {k: {"passed": v[0], "of": v[1]} for k, v in cues.items()}
     out["stopped_by_without_flash"] = dict(
         Counter(c for r in rows if not r["live_without_flash"] for c in r["reasons_without_flash"])
     )

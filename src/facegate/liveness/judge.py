@@ -47,6 +47,11 @@ class CueResult:
     passed: bool
     detail: str = ""
 
+    def __post_init__(self) -> None:  # plain Python numbers, whatever numpy handed in
+        object.__setattr__(self, "score", float(self.score))
+        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "passed", bool(self.passed))
+
 
 class PassiveCue(Protocol):
     """An attack-defence check over the analysed frames (see the attack-defence issue)."""
@@ -70,6 +75,9 @@ class IdentityPolicy:
     max_missing_fraction: float = 0.25
     max_jump_fraction: float = 0.5  # face-centre move between analysed frames, in face widths
     max_scale_jump: float = 0.35  # relative face-size change between analysed frames
+    # a second face must be counted on at least this many of the (every 5th) counted frames: a
+    # lone false detection (hair when looking down) is not a person
+    min_multiple_face_counts: int = 2
 
 
 @dataclass
@@ -153,8 +161,9 @@ def continuity_reasons(
                 policy.max_missing_fraction,
             )
         )
-    several = max((s.faces_counted or 0) for s in signals) if signals else 0
-    if several > 1:
+    counts = [s.faces_counted or 0 for s in signals]
+    several = max(counts) if counts else 0
+    if sum(c > 1 for c in counts) >= policy.min_multiple_face_counts:
         reasons.append(
             Reason("multiple_faces", "more than one face was in the picture", several, 1)
         )
