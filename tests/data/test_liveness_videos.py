@@ -62,6 +62,12 @@ def test_head_turns_in_order_and_out_of_order(checker, analysed) -> None:
     assert not decide(checker, analysed, name, ("look_up", "turn_left")).live
 
 
+def test_a_real_head_turn_passes_planarity(checker, analysed) -> None:
+    v = decide(checker, analysed, "tranvanluyt2203_real.mp4", ("turn_left", "turn_right"))
+    planarity = next(c for c in v.cues if c.name == "planarity")
+    assert planarity.passed and planarity.score > 2 * planarity.threshold, planarity
+
+
 def test_stage_footage_with_cuts_is_not_live(checker, analysed) -> None:
     v = decide(checker, analysed, "face_recognition_short_hamilton_clip.mp4", ("look_down",))
     codes = {r.code for r in v.reasons}

@@ -149,7 +149,7 @@ def run_liveness_evaluation(
             entry["events_found"] = verdict["events"]
         else:
             entry["events_found"] = decide(("blink",))["events"]
-        attacks = []
+        replays = []
         for kind, actions in replay_challenges(truth):
             verdict = decide(actions)
             replay_total += 1
@@ -157,10 +157,10 @@ def run_liveness_evaluation(
             counts = replay_by_kind.setdefault(kind, [0, 0])
             counts[0] += verdict["live"]
             counts[1] += 1
-            attacks.append({"kind": kind, "challenge": list(actions), "live": verdict["live"]})
+            replays.append({"kind": kind, "challenge": list(actions), "live": verdict["live"]})
         entry["replay"] = {
-            "attempts": len(attacks),
-            "accepted": [a for a in attacks if a["live"]],
+            "attempts": len(replays),
+            "accepted": [a for a in replays if a["live"]],
         }
         per_video.append(entry)
     not_capture = []

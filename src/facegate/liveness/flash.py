@@ -74,12 +74,17 @@ def colour_sample(rgb: np.ndarray, mesh: np.ndarray, t_ms: float) -> ColourSampl
     cx, half = (x0 + x1) / 2, 0.75 * (x1 - x0)  # head and hair
     top = max(0, int(y0 - 0.3 * (y1 - y0)))
     mask[top:, max(0, int(cx - half)) : max(0, int(cx + half) + 1)] = False
-    # near-black and near-white pixels (letterbox bars, sky) cannot show a change of light:
-    # leave them out, and take the median, which the few pixels near those bounds do not move
-    pixels = small[mask].reshape(-1, 3)
-    pixels = pixels[(pixels.min(axis=1) >= 25) & (pixels.max(axis=1) <= 225)]
-    enough = max(16, int(MIN_BACKGROUND_SHARE * sh * sw))
-    background = np.median(pixels, axis=0) if len(pixels) >= enough else None
+    # Letterbox bars (rows or columns that are black throughout) are not background. Which
+    # pixels count must not depend on the light itself (a pixel that crosses a brightness bound
+    # only when lit biases the mean), so no per-pixel brightness filter: the per-channel median
+    # moves exactly with a uniform change of light, unless it is itself clipped or black.
+    mask[:, small.max(axis=(0, 2)) < 16] = False
+    mask[small.max(axis=(1, 2)) < 16, :] = False
+    background = None
+    if mask.sum() >= max(16, int(MIN_BACKGROUND_SHARE * sh * sw)):
+        median = np.median(small[mask].reshape(-1, 3), axis=0)
+        if median.max() < 250 and median.min() > 8:
+            background = median
     return ColourSample(
         t_ms,
         tuple(float(v) for v in face),  # type: ignore[arg-type]
