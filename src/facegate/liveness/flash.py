@@ -105,7 +105,7 @@ class FlashPolicy:
     min_frames_per_step: float = 1.5
     min_correlation: float = 0.75
     min_steps_identified: float = 0.8
-    min_face_vs_background: float = 0.55
+    min_face_vs_background: float = 0.3
     min_background_fraction: float = 0.5  # of the frames while the colours are shown
     min_face_response: float = 0.01  # log-intensity change per unit of screen light
 
