@@ -79,7 +79,9 @@ class LivenessChecker:
             engine.space_id, IDENTITY_OPERATING_POINT
         ).threshold
 
-    def analyse_video(self, video: bytes) -> VideoAnalysis:
+    def analyse_video(self, video: bytes, colours_until_ms: float = float("inf")) -> VideoAnalysis:
+        """Signals, chips and (up to ``colours_until_ms``) flash colours for every analysed
+        frame; one pass, frames dropped as they are read."""
         counter = getattr(self.engine.detector, "short", None)  # BlazeFace short-range alone
         tracker = FaceTracker(self.engine.detector, self.engine.mesh, self.iris, counter=counter)
         out = VideoAnalysis([], [], [], {"decode": 0.0, "chips_colours": 0.0})
@@ -92,7 +94,7 @@ class LivenessChecker:
             if sig.face and sig.landmarks is not None and sig.box_xyxy is not None:
                 box = FaceBox(sig.box_xyxy, 1.0)
                 chip = self.engine.embedder.align(frame.rgb, box, sig.landmarks)
-                if sig.landmarks.mesh is not None:
+                if sig.landmarks.mesh is not None and frame.t_ms <= colours_until_ms:
                     out.colours.append(colour_sample(frame.rgb, sig.landmarks.mesh, frame.t_ms))
             out.signals.append(sig)
             out.chips.append(chip)
@@ -132,7 +134,13 @@ class LivenessChecker:
 
     def check(self, video: bytes, challenge: Challenge) -> LivenessResult:
         t0 = time.perf_counter()
-        analysis = self.analyse_video(video)
+        # colours are only needed while a flash is on the screen
+        until = (
+            self.flash_policy.max_lag_ms + sum(ms for _, ms in challenge.flash) + 500
+            if challenge.flash
+            else -1.0
+        )
+        analysis = self.analyse_video(video, colours_until_ms=until)
         signals, chips, timings = analysis.signals, analysis.chips, analysis.timings_ms
         t1 = time.perf_counter()
         if not any(s.face for s in signals):

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from facegate.liveness.judge import CueResult
@@ -33,7 +32,7 @@ from facegate.liveness.judge import CueResult
 # Skin points of the 468-point mesh: forehead (3), both cheeks (2 each), nose bridge, chin.
 SKIN_POINTS = (151, 108, 337, 50, 101, 280, 330, 6, 199)
 SKIN_PATCH_FRACTION = 0.1  # patch half-size as a fraction of the eye-corner distance
-BACKGROUND_DOWNSCALE = 8
+BACKGROUND_DOWNSCALE = 8  # every 8th pixel each way: the median needs no more
 MIN_BACKGROUND_SHARE = 0.02  # of the frame, else the background is not measured
 # every colour the capture page may show (facegate.liveness.challenge.FLASH_COLOURS)
 FLASH_PALETTE = ("#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#ffffff")
@@ -60,11 +59,7 @@ def colour_sample(rgb: np.ndarray, mesh: np.ndarray, t_ms: float) -> ColourSampl
     face = np.mean(patches, axis=0) if patches else np.zeros(3)
     # Background: the frame's outer strips (top, left, right), without the head and what is
     # below it (body), which the screen lights too.
-    small = cv2.resize(
-        rgb,
-        (max(1, w // BACKGROUND_DOWNSCALE), max(1, h // BACKGROUND_DOWNSCALE)),
-        interpolation=cv2.INTER_AREA,
-    )
+    small = np.ascontiguousarray(rgb[::BACKGROUND_DOWNSCALE, ::BACKGROUND_DOWNSCALE])
     sh, sw = small.shape[:2]
     xy = mesh[:, :2] / BACKGROUND_DOWNSCALE
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -78,8 +73,9 @@ def colour_sample(rgb: np.ndarray, mesh: np.ndarray, t_ms: float) -> ColourSampl
     # pixels count must not depend on the light itself (a pixel that crosses a brightness bound
     # only when lit biases the mean), so no per-pixel brightness filter: the per-channel median
     # moves exactly with a uniform change of light, unless it is itself clipped or black.
-    mask[:, small.max(axis=(0, 2)) < 16] = False
-    mask[small.max(axis=(1, 2)) < 16, :] = False
+    brightest = small.max(axis=2)
+    mask[:, brightest.max(axis=0) < 16] = False
+    mask[brightest.max(axis=1) < 16, :] = False
     background = None
     if mask.sum() >= max(16, int(MIN_BACKGROUND_SHARE * sh * sw)):
         median = np.median(small[mask].reshape(-1, 3), axis=0)
