@@ -32,7 +32,7 @@ def test_piecewise_affine_with_unmoved_points_is_the_identity() -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     pts = np.array([[0, 0], [159, 0], [0, 119], [159, 119], [80, 60], [40, 30], [120, 90]], float)
-    tris = triangulate(pts, (120, 160))
+    tris = triangulate(pts)
     out = piecewise_affine(image, pts, pts, tris)
     assert len(tris) >= 6
     assert np.abs(out.astype(int) - image.astype(int)).mean() < 1.0

@@ -14,26 +14,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from facegate.attack.synth import triangulate
 from facegate.liveness.flash import hex_rgb
 
 SHADE_SCALE = 4  # shading map resolution divisor
-
-
-def mesh_triangles(mesh: np.ndarray) -> np.ndarray:
-    """Delaunay triangles (m, 3) of the mesh's 2-D points, as indices into the mesh."""
-    xy = mesh[:, :2].astype(np.float32)
-    lo, hi = xy.min(axis=0) - 2, xy.max(axis=0) + 2
-    subdiv = cv2.Subdiv2D((int(lo[0]), int(lo[1]), int(hi[0] - lo[0]) + 2, int(hi[1] - lo[1]) + 2))
-    for p in xy:
-        subdiv.insert((float(p[0]), float(p[1])))
-    tris = subdiv.getTriangleList().reshape(-1, 3, 2)
-    index = {(round(float(x), 2), round(float(y), 2)): i for i, (x, y) in enumerate(xy)}
-    out = []
-    for tri in tris:
-        ids = [index.get((round(float(x), 2), round(float(y), 2))) for x, y in tri]
-        if None not in ids:
-            out.append(ids)
-    return np.array(out, dtype=np.int32)
 
 
 def face_shading(shape: tuple[int, int], mesh: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -103,7 +87,7 @@ def render_flash(
             out.append(add_light(rgb, light, None, strength, background))
             continue
         if triangles is None:
-            triangles = mesh_triangles(mesh)
+            triangles = triangulate(mesh)
         shading = face_shading(rgb.shape[:2], mesh, triangles)
         out.append(add_light(rgb, light, shading, strength, background))
     return out

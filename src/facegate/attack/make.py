@@ -4,6 +4,8 @@ on cue, as the kits do; the tint attack follows the challenge's colour sequence.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from facegate.attack.timeline import make_timeline
 from facegate.engine.decode import decode_image
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import FacegateError
+from facegate.eval.faces import list_faces
+from facegate.eval.liveness import EVAL_LIMITS, VIDEO_ACTIONS
+from facegate.liveness.challenge import Challenge, ChallengePolicy, create_challenge, random_flash
 from facegate.liveness.signals import IrisModel
 from facegate.liveness.video import VideoLimits
 
@@ -106,3 +111,63 @@ def tracked_video(
 ) -> list:
     frames = track_video(engine, iris, path.read_bytes(), limits)
     return on_time_grid([f for f in frames if f.t_ms <= max_ms])
+
+
+def with_flash(challenge: Challenge, rng: Random) -> Challenge:
+    """The same challenge with a random colour sequence added."""
+    return dataclasses.replace(challenge, flash=random_flash(ChallengePolicy(flash=True), rng))
+
+
+class AttackMaker:
+    """The i-th attack of a kind with the challenge it answers. Photos (from one split of
+    ../shared/data/faces, shuffled by ``rng``) are loaded and videos tracked once, when first
+    needed; attack i uses photos i and i+1 (the second only for a splice)."""
+
+    def __init__(
+        self, engine: FaceEngine, iris: IrisModel, data: Path, split: str, rng: Random
+    ) -> None:
+        self.engine, self.iris, self.data, self.rng = engine, iris, data, rng
+        self.paths = [img.path for img in list_faces(data / "faces", split)]
+        rng.shuffle(self.paths)
+        self.paths.reverse()  # popped from the end: shuffled order
+        self.photos: list[PhotoFace] = []
+        self.tracked: dict[str, list] = {}
+        self.videos = [n for n, truth in VIDEO_ACTIONS.items() if truth.contains]
+
+    def photo(self, i: int) -> PhotoFace:
+        while len(self.photos) <= i and self.paths:
+            photo = load_photo(self.engine, self.paths.pop())
+            if photo is not None:
+                self.photos.append(photo)
+        return self.photos[i % len(self.photos)]
+
+    def video(self, name: str) -> list:
+        if name not in self.tracked:
+            path = self.data / "videos" / name
+            self.tracked[name] = tracked_video(self.engine, self.iris, path, EVAL_LIMITS, 25_000)
+        return self.tracked[name]
+
+    def make(
+        self, kind: str, i: int, actions: tuple[str, ...] | None = None
+    ) -> tuple[Attack, Challenge]:
+        """Random actions (or ``actions``); a tint answers its real video's own actions and a
+        colour sequence, which it then follows on the whole frame."""
+        challenge = create_challenge(
+            ChallengePolicy(), now=time.time(), rng=self.rng, actions=actions
+        )
+        if kind == "tint":
+            name = self.videos[i % len(self.videos)]
+            challenge = with_flash(
+                dataclasses.replace(challenge, actions=VIDEO_ACTIONS[name].contains), self.rng
+            )
+            attack = make_attack(
+                kind,
+                [],
+                challenge.actions,
+                self.rng,
+                flash=challenge.flash,
+                video=(name, self.video(name)),
+            )
+            return attack, challenge
+        pair = [self.photo(i), self.photo(i + 1)]
+        return make_attack(kind, pair, challenge.actions, self.rng), challenge

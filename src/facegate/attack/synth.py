@@ -221,16 +221,17 @@ def anchor_points(mesh: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return pts
 
 
-def triangulate(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Delaunay triangles (m, 3) as indices into ``points`` (all inside the frame)."""
-    h, w = shape
-    subdiv = cv2.Subdiv2D((0, 0, w + 1, h + 1))
-    for x, y in points:
+def triangulate(points: np.ndarray) -> np.ndarray:
+    """Delaunay triangles (m, 3) of 2-D points, as indices into ``points``."""
+    xy = np.asarray(points, np.float32)[:, :2]
+    (x0, y0), (x1, y1) = np.floor(xy.min(axis=0)) - 2, np.ceil(xy.max(axis=0)) + 2
+    subdiv = cv2.Subdiv2D((int(x0), int(y0), int(x1 - x0) + 1, int(y1 - y0) + 1))
+    for x, y in xy:
         subdiv.insert((float(x), float(y)))
-    index = {(round(float(x), 1), round(float(y), 1)): i for i, (x, y) in enumerate(points)}
+    index = {(round(float(x), 2), round(float(y), 2)): i for i, (x, y) in enumerate(xy)}
     out = []
     for tri in subdiv.getTriangleList().reshape(-1, 3, 2):
-        ids = [index.get((round(float(x), 1), round(float(y), 1))) for x, y in tri]
+        ids = [index.get((round(float(x), 2), round(float(y), 2))) for x, y in tri]
         if None not in ids:
             out.append(ids)
     return np.array(out, np.int32)
@@ -275,7 +276,7 @@ def emulator(
     noise = np.random.default_rng(rng.getrandbits(32))
     anchors = anchor_points(mesh, photo.shape[:2])
     source = np.vstack([mesh[:, :2], anchors])
-    triangles = triangulate(source, photo.shape[:2])
+    triangles = triangulate(source)
     frames = []
     for t in times(timeline.total_ms):
         p = timeline.pose(t)

@@ -18,6 +18,7 @@ real videos); the ``spoof_split`` column still names each subject's half for lat
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import random
 import tempfile
@@ -28,15 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from facegate.attack.make import KINDS, PhotoFace, load_photo, make_attack, tracked_video
+from facegate.attack.make import KINDS, AttackMaker, with_flash
 from facegate.attack.media import write_video
 from facegate.attack.synth import fit_frame
 from facegate.engine.decode import decode_image
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import FacegateError
-from facegate.eval.faces import list_faces
-from facegate.eval.liveness import EVAL_LIMITS, VIDEO_ACTIONS
-from facegate.liveness.challenge import Challenge, ChallengePolicy, create_challenge, random_flash
+from facegate.eval.liveness import EVAL_LIMITS
+from facegate.liveness.challenge import Challenge, ChallengePolicy, create_challenge
 from facegate.liveness.check import LivenessChecker, VideoAnalysis
 
 STILL_MS = 5000.0
@@ -46,29 +46,11 @@ def spoof_split(subject: str) -> str:
     return "tune" if hashlib.sha256(subject.encode()).digest()[0] % 2 == 0 else "eval"
 
 
-def with_flash(challenge: Challenge, rng: random.Random) -> Challenge:
-    return Challenge(
-        challenge.id,
-        challenge.nonce,
-        challenge.actions,
-        challenge.issued_at,
-        challenge.expires_at,
-        random_flash(ChallengePolicy(flash=True), rng),
-    )
-
-
 def judge_both(
     checker: LivenessChecker, analysis: VideoAnalysis, challenge: Challenge, rng: random.Random
 ) -> dict[str, Any]:
     """Verdicts without and with a colour flash; the flash one uses ``challenge.flash`` when set."""
-    plain = Challenge(
-        challenge.id,
-        challenge.nonce,
-        challenge.actions,
-        challenge.issued_at,
-        challenge.expires_at,
-        None,
-    )
+    plain = dataclasses.replace(challenge, flash=None)
     flashed = challenge if challenge.flash else with_flash(challenge, rng)
     no_flash = checker.judge_analysis(plain, analysis)
     flash = checker.judge_analysis(flashed, analysis)
@@ -162,7 +144,7 @@ def run_attack_evaluation(
                 if keep is None:
                     path.unlink(missing_ok=True)
 
-        generated = generated_attacks(checker, data, count, rng, policy, judge_frames)
+        generated = generated_attacks(checker, data, count, rng, judge_frames)
         real = real_attacks(data, real_challenges, rng, policy, judge_frames, judge)
     return {
         "generated": {k: summarise(v) for k, v in generated.items()},
@@ -173,43 +155,12 @@ def run_attack_evaluation(
     }
 
 
-def generated_attacks(checker, data, count, rng, policy, judge_frames) -> dict[str, list]:
-    photos_paths = [img.path for img in list_faces(data / "faces", "eval")]
-    rng.shuffle(photos_paths)
-    photos: list[PhotoFace] = []
-    for path in photos_paths:
-        if len(photos) >= count + 1:
-            break
-        photo = load_photo(checker.engine, path)
-        if photo is not None:
-            photos.append(photo)
-    videos = [n for n, truth in VIDEO_ACTIONS.items() if truth.contains]
-    tracked: dict[str, list] = {}
+def generated_attacks(checker, data, count, rng, judge_frames) -> dict[str, list]:
+    maker = AttackMaker(checker.engine, checker.iris, data, "eval", rng)
     results: dict[str, list] = {k: [] for k in KINDS}
     for kind in KINDS:
         for i in range(count):
-            challenge = create_challenge(policy, now=time.time(), rng=rng)
-            if kind == "tint":
-                name = videos[i % len(videos)]
-                if name not in tracked:
-                    tracked[name] = tracked_video(
-                        checker.engine, checker.iris, data / "videos" / name, EVAL_LIMITS, 25_000
-                    )
-                challenge = with_flash(
-                    create_challenge(policy, now=time.time(), actions=VIDEO_ACTIONS[name].contains),
-                    rng,
-                )
-                attack = make_attack(
-                    kind,
-                    [],
-                    challenge.actions,
-                    rng,
-                    flash=challenge.flash,
-                    video=(name, tracked[name]),
-                )
-            else:
-                pair = [photos[i % len(photos)], photos[(i + 1) % len(photos)]]
-                attack = make_attack(kind, pair, challenge.actions, rng)
+            attack, challenge = maker.make(kind, i)
             (row,) = judge_frames(attack.frames, f"{kind}-{i:04d}", [challenge])
             row["sources"] = attack.sources
             results[kind].append(row)

@@ -159,10 +159,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "p90": round(float(np.percentile(values, 90)), 3),
                 "max": round(float(values.max()), 3),
             }
-    out["failed"] = [{k: r[k] for k in ("video", "trial", *CUES)} for r in rows if not r["passed"]][
-        :20
-    ]
-    out["accepted"] = [{k: r[k] for k in ("video", "trial", *CUES)} for r in rows if r["passed"]][
-        :20
-    ]
+    brief = [{k: r[k] for k in ("video", "trial", *CUES)} for r in rows]
+    out["failed"] = [b for b, r in zip(brief, rows) if not r["passed"]][:20]
+    out["accepted"] = [b for b, r in zip(brief, rows) if r["passed"]][:20]
     return out

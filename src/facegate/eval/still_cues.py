@@ -13,13 +13,10 @@ frequencies left out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from facegate.liveness.judge import CueResult
 
 CROP = 128  # the face box's centre, resampled to this size (pixels of the original or fewer)
 
@@ -28,7 +25,6 @@ CROP = 128  # the face box's centre, resampled to this size (pixels of the origi
 class ScreenPolicy:
     low: float = 0.18  # band, as a fraction of the sampling frequency (Nyquist = 0.5)
     high: float = 0.48
-    max_peak_db: float = 21.0
 
 
 DEFAULT_SCREEN_POLICY = ScreenPolicy()
@@ -63,20 +59,3 @@ def moire_peak_db(patch: np.ndarray, policy: ScreenPolicy = DEFAULT_SCREEN_POLIC
     if values.size < 16:
         return 0.0
     return float(10 * np.log10(values.max() / max(float(np.median(values)), 1e-12)))
-
-
-def judge_screen(
-    peaks_db: Sequence[float], policy: ScreenPolicy = DEFAULT_SCREEN_POLICY
-) -> CueResult:
-    """Over several frames: the median peak (one odd frame does not decide)."""
-    if not peaks_db:
-        return CueResult("screen", 0.0, policy.max_peak_db, False, "no face patch to check")
-    score = float(np.median(peaks_db))
-    passed = score <= policy.max_peak_db
-    return CueResult(
-        "screen",
-        round(score, 2),
-        policy.max_peak_db,
-        passed,
-        "" if passed else "the face shows a screen's moire pattern",
-    )

@@ -177,6 +177,15 @@ def steps_identified(
     return hits / len(sequence) if counted else 0.0
 
 
+def no_evidence(policy: FlashPolicy, detail: str) -> list[CueResult]:
+    """All three flash cues failed, for the same missing evidence (fail closed)."""
+    return [
+        CueResult("flash_correlation", 0.0, policy.min_correlation, False, detail),
+        CueResult("flash_steps", 0.0, policy.min_steps_identified, False, detail),
+        CueResult("flash_face_vs_background", 0.0, policy.min_face_vs_background, False, detail),
+    ]
+
+
 def judge_flash(
     sequence: Sequence[tuple[str, int]],
     samples: Sequence[ColourSample],
@@ -187,18 +196,13 @@ def judge_flash(
     window_ms = policy.max_lag_ms + sum(ms for _, ms in sequence)
     shown = [s for s in samples if s.t_ms <= window_ms]
     usable = [s for s in shown if s.background_rgb is not None]
-    if len(usable) < policy.min_background_fraction * max(len(shown), 1):
-        detail = "too little background around the face (move the camera back a little)"
-        return [
-            CueResult("flash_correlation", 0.0, policy.min_correlation, False, detail),
-            CueResult("flash_steps", 0.0, policy.min_steps_identified, False, detail),
-            CueResult(
-                "flash_face_vs_background", 0.0, policy.min_face_vs_background, False, detail
-            ),
-        ]
+    if not usable or len(usable) < policy.min_background_fraction * len(shown):
+        return no_evidence(
+            policy, "too little background around the face (move the camera back a little)"
+        )
     t = np.array([s.t_ms for s in usable])
-    face = np.log1p(np.array([s.face_rgb for s in usable])) if usable else np.zeros((0, 3))
-    back = np.log1p(np.array([s.background_rgb for s in usable])) if usable else face
+    face = np.log1p(np.array([s.face_rgb for s in usable]))
+    back = np.log1p(np.array([s.background_rgb for s in usable]))
     best: tuple[float, float, float, float] | None = None  # correlation, lag, k, vs background
     for lag in np.arange(0.0, policy.max_lag_ms + 1e-6, policy.lag_step_ms):
         light, inside = screen_light(sequence, t, float(lag), policy.edge_ms)
@@ -212,41 +216,34 @@ def judge_flash(
             share = float(np.clip(k_rel / k_face, 0.0, 1.0)) if k_face > 0 else 0.0
             best = (r, float(lag), k_face, max(r_rel, 0.0) * share)
     if best is None:
-        detail = "too few frames with a face while the colours were shown"
-        return [
-            CueResult("flash_correlation", 0.0, policy.min_correlation, False, detail),
-            CueResult("flash_steps", 0.0, policy.min_steps_identified, False, detail),
-            CueResult(
-                "flash_face_vs_background", 0.0, policy.min_face_vs_background, False, detail
-            ),
-        ]
+        return no_evidence(policy, "too few frames with a face while the colours were shown")
     r, lag, k_face, ratio = best
     steps = steps_identified(sequence, t, face, lag, k_face, policy.edge_ms)
     follows = r >= policy.min_correlation and k_face >= policy.min_face_response
-    return [
-        CueResult(
+    checks = (
+        (
             "flash_correlation",
-            round(max(r, 0.0), 4),
+            max(r, 0.0),
             policy.min_correlation,
             follows,
-            "" if follows else "the face's colour did not follow the screen's colour sequence",
+            "the face's colour did not follow the screen's colour sequence",
         ),
-        CueResult(
+        (
             "flash_steps",
-            round(steps, 3),
+            steps,
             policy.min_steps_identified,
             steps >= policy.min_steps_identified,
-            ""
-            if steps >= policy.min_steps_identified
-            else "the colours on the face were not the colours shown",
+            "the colours on the face were not the colours shown",
         ),
-        CueResult(
+        (
             "flash_face_vs_background",
-            round(ratio, 4),
+            ratio,
             policy.min_face_vs_background,
             ratio >= policy.min_face_vs_background,
-            ""
-            if ratio >= policy.min_face_vs_background
-            else "the colour changed as much away from the face as on it (a tinted video)",
+            "the colour changed as much away from the face as on it (a tinted video)",
         ),
+    )
+    return [
+        CueResult(name, round(score, 4), threshold, passed, "" if passed else failure)
+        for name, score, threshold, passed, failure in checks
     ]
