@@ -3,7 +3,8 @@
 - ``mobilefacenet``: MobileFaceNet (sirius-ai, Apache-2.0; TFLite conversion by syaringan357, MIT),
   192-D, on a 112x112 chip aligned to the ArcFace five-point template. The model's batch is fixed
   at 2, so the horizontally flipped chip rides along for free and the two are averaged.
-- ``dlib``: dlib's ResNet (public domain), 128-D, on dlib's 150x150 chip from its 5-point predictor.
+- ``dlib``: dlib's ResNet (public domain), 128-D, on dlib's 150x150 chip from its 5-point predictor,
+  run on onnxruntime from dlib's own weights (``dlib_onnx``).
 
 Vectors are L2-normalised, so the score is a cosine similarity.
 """
@@ -16,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from facegate.engine.align import align_face
+from facegate.engine.dlib_format import read_dlib_resnet
 from facegate.engine.landmarks import DlibFivePoint
 from facegate.engine.models import MOBILEFACENET_SHA256, dlib_model, mobilefacenet_model
 from facegate.engine.tflite import TFLiteModel
@@ -92,28 +94,56 @@ class MobileFaceNetEmbedder:
 
 
 class DlibEmbedder:
+    """dlib's ResNet on dlib's own chip.
+
+    ``runtime="onnx"`` (the default) runs dlib's weights on onnxruntime (``dlib_onnx``, ~9 ms a
+    face); ``"dlib"`` runs dlib itself (~100 ms: dlib-bin has no BLAS). Both compute the same
+    embedding (agreement to 1e-4 cosine is tested on every face of the shared data), so they share
+    one embedding space.
+    """
+
     name = "dlib"
     dim = 128
     space_id = "dlib-resnet-v1-5pt-chip150"
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: str = "onnx", num_threads: int = 1) -> None:
         import dlib
 
+        if runtime not in ("onnx", "dlib"):
+            raise ValueError(f"unknown dlib runtime {runtime!r}; choose onnx or dlib")
         self._dlib = dlib
         self._five = DlibFivePoint()
-        self._net = dlib.face_recognition_model_v1(
-            str(dlib_model("dlib_face_recognition_resnet_model_v1.dat").path)
-        )
+        self.runtime = runtime
+        path = dlib_model("dlib_face_recognition_resnet_model_v1.dat").path
+        if runtime == "onnx":
+            from facegate.engine.dlib_onnx import DlibOnnxNet  # onnx loads only when used
 
-    def align(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
+            try:
+                net = read_dlib_resnet(path.read_bytes())
+            except ValueError as exc:
+                raise ModelError(f"cannot read dlib's ResNet: {exc}", code="model_invalid") from exc
+            self._onnx = DlibOnnxNet(net, num_threads=num_threads)
+        else:
+            self._net = dlib.face_recognition_model_v1(str(path))
+
+    def align(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks | None) -> np.ndarray:
         """dlib's own 150x150 chip (padding 0.25) from its 5-point predictor on the box."""
         return np.asarray(self._dlib.get_face_chip(rgb, self._five.shape(rgb, box), 150, 0.25))
 
+    def descriptors(self, chips: list[np.ndarray]) -> np.ndarray:
+        """dlib's raw (not normalised) 128-D descriptors, one row per chip."""
+        if not chips:
+            return np.zeros((0, self.dim), np.float32)
+        if self.runtime == "onnx":
+            return self._onnx.run(np.stack(chips))
+        rows = [self._net.compute_face_descriptor(c) for c in chips]
+        return np.asarray(rows, np.float32)
+
     def embed_chip(self, chip: np.ndarray) -> np.ndarray:
-        return l2_normalise(np.asarray(self._net.compute_face_descriptor(chip), np.float32))
+        return l2_normalise(self.descriptors([chip])[0])
 
     def embed_chips(self, chips: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.embed_chip(c) for c in chips]
+        return [l2_normalise(row) for row in self.descriptors(chips)]
 
     def embed(self, rgb: np.ndarray, box: FaceBox, landmarks: Landmarks) -> np.ndarray:
         return self.embed_chip(self.align(rgb, box, landmarks))
@@ -133,9 +163,9 @@ def default_embedder_name() -> str:
     return "mobilefacenet"
 
 
-def load_embedder(name: str = DEFAULT) -> Embedder:
+def load_embedder(name: str = DEFAULT, num_threads: int = 1) -> Embedder:
     if name == DEFAULT:
         name = default_embedder_name()
     if name not in EMBEDDERS:
         raise ValueError(f"unknown embedder {name!r}; choose from {sorted(EMBEDDERS)}")
-    return EMBEDDERS[name]()
+    return EMBEDDERS[name](num_threads=num_threads)

@@ -98,7 +98,7 @@ class FaceEngine:
     ) -> None:
         self.detector = load_detector(detector, num_threads)
         self.mesh = FaceMesh(num_threads)
-        self.embedder: Embedder = load_embedder(embedder)
+        self.embedder: Embedder = load_embedder(embedder, num_threads)
         self.bounds = bounds
         self.limits = limits
 
