@@ -26,6 +26,16 @@ def test_blink_is_a_short_dip() -> None:
     assert len(found) == 1 and abs(found[0].start_ms - 1000) < 70
 
 
+def test_unmeasured_eyes_show_no_blink() -> None:
+    """Eyes are not measured when no blink is challenged; missing evidence is no blink."""
+    t = series(4)
+    ear = flat(t, 0.30)
+    ear[(t >= 1000) & (t < 1150)] = 0.08
+    ear[5] = np.nan
+    assert blinks(t, ear, P) == []
+    assert blinks(t, flat(t, np.nan), P) == []
+
+
 def test_long_closure_is_not_a_blink() -> None:
     t = series(5)
     ear = flat(t, 0.30)

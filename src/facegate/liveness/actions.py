@@ -64,8 +64,11 @@ def baseline(t_ms: np.ndarray, values: np.ndarray, span_ms: float) -> float:
 
 
 def blinks(t_ms: np.ndarray, ear: np.ndarray, policy: ActionPolicy) -> list[ActionEvent]:
-    """Open -> closed -> open dips of the eye aspect ratio, each 80-600 ms long."""
+    """Open -> closed -> open dips of the eye aspect ratio, each 80-600 ms long. Eyes that were
+    not measured (NaN) show no blink."""
     events: list[ActionEvent] = []
+    if not np.all(np.isfinite(ear)):
+        return events
     half = policy.blink_window_ms / 2
     level = np.array([np.median(ear[np.abs(t_ms - t) <= half]) for t in t_ms])
     closed = ear < policy.blink_ratio * level

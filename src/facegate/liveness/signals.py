@@ -106,9 +106,12 @@ class FrameSignals:
 
 
 def signals_from_mesh(
-    rgb: np.ndarray, mesh: np.ndarray, presence: float, iris: IrisModel, t_ms: float
+    rgb: np.ndarray, mesh: np.ndarray, presence: float, iris: IrisModel | None, t_ms: float
 ) -> FrameSignals:
-    ears = [eye_aspect_ratio(c) for c in iris.eye_contours(rgb, mesh)]
+    """``iris=None``: eye openness is not measured (left None)."""
+    ears: list[float | None] = [None, None]
+    if iris is not None:
+        ears = [eye_aspect_ratio(c) for c in iris.eye_contours(rgb, mesh)]
     yaw, pitch, roll = head_pose_deg(mesh)
     xy = mesh[:, :2]
     box = (
@@ -121,7 +124,7 @@ def signals_from_mesh(
         t_ms=t_ms,
         face=True,
         box_xyxy=box,
-        ear=(ears[0] + ears[1]) / 2,
+        ear=None if ears[0] is None or ears[1] is None else (ears[0] + ears[1]) / 2,
         ear_left=ears[0],
         ear_right=ears[1],
         yaw_deg=yaw,
@@ -129,6 +132,36 @@ def signals_from_mesh(
         roll_deg=roll,
         mouth=mouth_openness(mesh),
         landmarks=Landmarks(five=five_from_mesh(mesh), mesh=mesh, presence=presence),
+    )
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """The first stage of a frame: where the face is (its mesh), or that none was found.
+
+    Tracking is sequential (each crop comes from the last mesh); what follows from the mesh
+    (``frame_signals``) is not, so it can run for one frame while the next is being tracked.
+    """
+
+    t_ms: float
+    mesh: np.ndarray | None
+    presence: float | None = None
+    faces_counted: int | None = None
+    redetected: bool = False
+
+
+def frame_signals(rgb: np.ndarray, tracked: TrackedFace, iris: IrisModel | None) -> FrameSignals:
+    """Eye (unless ``iris`` is None), pose and mouth signals of a tracked frame."""
+    if tracked.mesh is None or tracked.presence is None:
+        return FrameSignals(
+            t_ms=tracked.t_ms,
+            face=False,
+            faces_counted=tracked.faces_counted,
+            redetected=tracked.redetected,
+        )
+    sig = signals_from_mesh(rgb, tracked.mesh, tracked.presence, iris, tracked.t_ms)
+    return FrameSignals(
+        **{**sig.__dict__, "faces_counted": tracked.faces_counted, "redetected": tracked.redetected}
     )
 
 
@@ -179,7 +212,8 @@ class FaceTracker:
         count = 1 + sum(b.width >= SECOND_FACE_MIN_RELATIVE_WIDTH * main.width for b in boxes[1:])
         return main, count
 
-    def step(self, rgb: np.ndarray, t_ms: float) -> FrameSignals:
+    def track(self, rgb: np.ndarray, t_ms: float) -> TrackedFace:
+        """Detect or follow the face in this frame (detector and mesh only)."""
         tracking = self._last_mesh is not None
         run_detector = not tracking or self._count % self.detect_every == 0
         self._count += 1
@@ -199,14 +233,20 @@ class FaceTracker:
             t = self._timed("detect", t)
             if box is None:
                 self._last_mesh = None
-                return FrameSignals(t_ms=t_ms, face=False, faces_counted=0, redetected=redetected)
+                return TrackedFace(t_ms, None, faces_counted=0, redetected=redetected)
             mesh, presence = self.mesh.run_roi(rgb, *mesh_roi(box))
             t = self._timed("mesh", t)
             if presence < MIN_PRESENCE:
                 self._last_mesh = None
-                return FrameSignals(t_ms=t_ms, face=False, faces_counted=counted)
+                return TrackedFace(t_ms, None, faces_counted=counted)
         assert mesh is not None and presence is not None
         self._last_mesh = mesh
-        sig = signals_from_mesh(rgb, mesh, presence, self.iris, t_ms)
+        return TrackedFace(t_ms, mesh, presence, counted, redetected)
+
+    def step(self, rgb: np.ndarray, t_ms: float) -> FrameSignals:
+        """Both stages of one frame, one after the other."""
+        tracked = self.track(rgb, t_ms)
+        t = time.perf_counter()
+        sig = frame_signals(rgb, tracked, self.iris)
         self._timed("iris_pose_mouth", t)
-        return FrameSignals(**{**sig.__dict__, "faces_counted": counted, "redetected": redetected})
+        return sig
