@@ -24,14 +24,53 @@ sys.path.insert(0, str(BENCH))
 import bench_engine  # noqa: E402
 import bench_liveness  # noqa: E402
 
+# Peak memory of a fresh process (VmHWM: ru_maxrss would carry the parent's peak across the
+# fork), after loading every model the service loads, then after one verify and one liveness
+# check of a 5 s 720p video.
 SERVICE_MEMORY = """
-import resource, json
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
 from facegate.engine.pipeline import FaceEngine
+from facegate.liveness.challenge import ChallengePolicy, create_challenge
 from facegate.liveness.check import LivenessChecker
 engine = FaceEngine(num_threads=2)
 checker = LivenessChecker(engine, num_threads=2)
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+loaded = peak_mb()
+import bench_engine, bench_liveness
+engine.analyse(bench_engine.photos_640x480(3)[-1], multiple="largest")
+name = "liveportrait_d18.mp4"
+video = bench_liveness.to_720p(bench_liveness.VIDEOS / name)
+challenge = create_challenge(ChallengePolicy(min_actions=1, flash=True), now=time.time())
+checker.check(video, challenge)
+print(json.dumps({"models_loaded_mb": loaded, "after_verify_and_liveness_mb": peak_mb()}))
 """
+
+
+def dlib_resnet_times() -> dict:
+    """The same chip through dlib's ResNet: onnxruntime (1 and 2 threads) and dlib-bin."""
+    import numpy as np
+
+    from facegate.engine.embed import DlibEmbedder
+
+    chip = [np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8)]
+    out = {}
+    for label, embedder, runs in (
+        ("onnxruntime, 1 thread", DlibEmbedder("onnx", 1), 40),
+        ("onnxruntime, 2 threads", DlibEmbedder("onnx", 2), 40),
+        ("dlib-bin", DlibEmbedder("dlib"), 8),
+    ):
+        embedder.descriptors(chip)
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            embedder.descriptors(chip)
+            times.append((time.perf_counter() - t) * 1000)
+        out[label] = round(sorted(times)[len(times) // 2], 2)
+    return out
 
 
 def liveness_times(runs: int, threads: int) -> dict:
@@ -71,6 +110,10 @@ def main() -> int:
     r: dict = {"cpu_count": os.cpu_count(), "images": len(images)}
     r["verify_1t"] = bench_engine.bench_ours(images, 1, "default")
     r["verify_2t"] = bench_engine.bench_ours(images, 2, "default")
+    # the alternative embedder: dlib's ResNet, now on onnxruntime (engine/dlib_onnx.py)
+    r["verify_dlib_1t"] = bench_engine.bench_ours(images, 1, "dlib")
+    r["verify_dlib_2t"] = bench_engine.bench_ours(images, 2, "dlib")
+    r["dlib_resnet_ms_per_chip"] = dlib_resnet_times()
     try:
         r["face_recognition"] = bench_engine.bench_face_recognition(images)
     except ImportError:
@@ -78,9 +121,15 @@ def main() -> int:
     r["images_per_s"] = {
         "1 process": round(bench_engine.throughput(images, 1, "default"), 1),
         "2 processes": round(bench_engine.throughput(images, 2, "default"), 1),
+        # the service's default: one worker per core, two interpreter threads each
+        "2 processes x 2 threads": round(
+            bench_engine.throughput(images, 2, "default", threads=2), 1
+        ),
     }
     r["liveness_5s_720p"] = liveness_times(args.runs, 2)
-    memory = subprocess.run([sys.executable, "-c", SERVICE_MEMORY], capture_output=True, text=True)
+    memory = subprocess.run(
+        [sys.executable, "-c", SERVICE_MEMORY, str(BENCH)], capture_output=True, text=True
+    )
     r["service_models_loaded"] = json.loads(memory.stdout.strip().splitlines()[-1])
     r["baseline"] = json.loads((BENCH / "baseline.json").read_text())
     print(json.dumps(r, indent=2))
@@ -107,6 +156,10 @@ def print_table(r: dict) -> None:
             base["verify_total_median_ms"]["2 threads"],
         ),
     ]
+    rows.append(("verify, dlib embedder, 1 thread (median ms)", total("verify_dlib_1t"), "-"))
+    rows.append(("verify, dlib embedder, 2 threads (median ms)", total("verify_dlib_2t"), "-"))
+    for k, v in r["dlib_resnet_ms_per_chip"].items():
+        rows.append((f"dlib ResNet, one chip, {k} (median ms)", v, "-"))
     if r["face_recognition"]:
         theirs = total("face_recognition")
         rows.append(
@@ -118,7 +171,7 @@ def print_table(r: dict) -> None:
         )
         rows.append(("speed-up vs face_recognition", f"{theirs / total('verify_1t'):.1f}x", "7.1x"))
     for k, v in r["images_per_s"].items():
-        rows.append((f"images/s, {k}", v, base["images_per_s"][k]))
+        rows.append((f"images/s, {k}", v, base["images_per_s"].get(k, "-")))
     for name, v in r["liveness_5s_720p"].items():
         lo, hi = base["liveness_5s_720p_total_ms"][name.split(" ")[0]]
         rows.append(
@@ -128,10 +181,12 @@ def print_table(r: dict) -> None:
                 f"{lo}-{hi}",
             )
         )
+    memory = r["service_models_loaded"]
+    rows.append(("service process, models loaded: peak RSS MB", memory["models_loaded_mb"], "-"))
     rows.append(
         (
-            "service, all models loaded: peak RSS MB",
-            round(r["service_models_loaded"]["peak_rss_mb"]),
+            "same, after one verify + one liveness check: peak RSS MB",
+            memory["after_verify_and_liveness_mb"],
             "-",
         )
     )

@@ -128,11 +128,11 @@ def bench_face_recognition(images: list[bytes]) -> dict:
 _WORKER = None
 
 
-def _init_worker(embedder: str) -> None:
+def _init_worker(embedder: str, threads: int = 1) -> None:
     global _WORKER
     from facegate.engine.pipeline import FaceEngine
 
-    _WORKER = FaceEngine(embedder=embedder, num_threads=1)
+    _WORKER = FaceEngine(embedder=embedder, num_threads=threads)
 
 
 def _work(data: bytes) -> bool:
@@ -145,10 +145,13 @@ def _work(data: bytes) -> bool:
         return False
 
 
-def throughput(images: list[bytes], processes: int, embedder: str, rounds: int = 3) -> float:
-    """Images per second with ``processes`` worker processes (models loaded once per process)."""
+def throughput(
+    images: list[bytes], processes: int, embedder: str, rounds: int = 3, threads: int = 1
+) -> float:
+    """Images per second with ``processes`` worker processes (models loaded once per process),
+    each with ``threads`` interpreter threads."""
     ctx = mp.get_context("fork")
-    with ctx.Pool(processes, initializer=_init_worker, initargs=(embedder,)) as pool:
+    with ctx.Pool(processes, initializer=_init_worker, initargs=(embedder, threads)) as pool:
         pool.map(_work, images[: processes * 2])
         t = time.perf_counter()
         for _ in range(rounds):
