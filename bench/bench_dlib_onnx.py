@@ -1,8 +1,8 @@
 """dlib's ResNet on onnxruntime against dlib itself: agreement on real faces and speed.
 
 Agreement: every photo of ../shared/data/faces (or the first --limit), dlib's own chip, both
-runtimes (the test tests/data/test_dlib_onnx.py asserts the same). Speed: one chip and a batch of
-8, 1 and 2 threads, medians; and the time to build the graph when the embedder loads.
+runtimes (tests/data/test_dlib_agreement.py asserts the same). Speed: one chip and a batch of 8,
+1 and 2 threads, medians; and the time to build the graph when the embedder loads.
 
     .venv/bin/python bench/bench_dlib_onnx.py [--limit N] [--json reports/dlib-onnx.json]
 """

@@ -135,3 +135,32 @@ def test_cli_challenge_then_liveness_once(shared_data: Path, tmp_path: Path) -> 
     assert code != 0 and out["error"] == "invalid_challenge"
     code, flash = run("challenge", "--flash")
     assert code == 0 and 2 <= len(flash["actions"]) <= 4 and 4 <= len(flash["flash"]) <= 6
+
+
+def test_threaded_analysis_equals_sequential_tracking(checker, analysed, shared_data) -> None:
+    """The three-thread pipeline computes what one frame after another computes."""
+    from facegate.liveness.signals import FaceTracker
+
+    name = "liveportrait_d18.mp4"
+    data = (shared_data / "videos" / name).read_bytes()
+    engine = checker.engine
+    tracker = FaceTracker(engine.detector, engine.mesh, checker.iris, counter=engine.detector.short)
+    sequential = [tracker.step(f.rgb, f.t_ms) for f in read_frames(data, checker.limits)]
+    threaded = analysed(name)
+    assert len(threaded.signals) == len(sequential) == len(threaded.chips)
+    for a, b in zip(threaded.signals, sequential):
+        assert (a.t_ms, a.face, a.faces_counted) == (b.t_ms, b.face, b.faces_counted)
+        for key in ("ear", "yaw_deg", "pitch_deg", "mouth"):
+            assert getattr(a, key) == pytest.approx(getattr(b, key), abs=1e-6), key
+    assert len(threaded.colours) == sum(s.face for s in sequential)
+
+
+def test_no_blink_challenged_skips_the_eyes(checker, shared_data) -> None:
+    data = (shared_data / "videos" / "liveportrait_d18.mp4").read_bytes()
+    analysis = checker.analyse_video(data, colours_until_ms=-1, eyes=False)
+    with_face = [s for s in analysis.signals if s.face]
+    assert with_face and all(s.ear is None for s in with_face)
+    assert all(s.yaw_deg is not None for s in with_face)
+    assert analysis.colours == []
+    ch = create_challenge(POLICY, now=time.time(), actions=("open_mouth",))
+    assert checker.judge_analysis(ch, analysis).live
