@@ -62,7 +62,10 @@ def _fold(conv: Conv, affine_layer: Layer) -> Conv:
     return Conv(weight.astype(np.float32), bias.astype(np.float32), conv.stride, conv.padding)
 
 
-def _conv(g: _GraphBuilder, x: str, shape: tuple[int, int, int], conv: Conv, relu: bool):
+Shape = tuple[int, int, int]  # channels, rows, columns
+
+
+def _conv(g: _GraphBuilder, x: str, shape: Shape, conv: Conv, relu: bool) -> tuple[str, Shape]:
     out_ch, _, k, _ = conv.weight.shape
     p = conv.padding
     y = g.node(
@@ -78,16 +81,22 @@ def _conv(g: _GraphBuilder, x: str, shape: tuple[int, int, int], conv: Conv, rel
     return y, (out_ch, side, side)
 
 
-def _pad_to(g: _GraphBuilder, x: str, shape: tuple[int, int, int], target: tuple[int, int, int]):
+def _pad_to(g: _GraphBuilder, x: str, shape: Shape, target: Shape) -> str:
     if shape == target:
         return x
     pads = [0, 0, 0, 0, 0, target[0] - shape[0], target[1] - shape[1], target[2] - shape[2]]
     return g.node("Pad", [x, g.constant("pads", np.array(pads, np.int64))], mode="constant")
 
 
-def _residual_sum(g: _GraphBuilder, a: str, a_shape, b: str, b_shape):
+def _residual_sum(
+    g: _GraphBuilder, a: str, a_shape: Shape, b: str, b_shape: Shape
+) -> tuple[str, Shape]:
     """dlib's ``add_prev``: sum over the larger size, the smaller input padded with zeros."""
-    target = tuple(max(u, v) for u, v in zip(a_shape, b_shape))
+    target: Shape = (
+        max(a_shape[0], b_shape[0]),
+        max(a_shape[1], b_shape[1]),
+        max(a_shape[2], b_shape[2]),
+    )
     total = g.node("Add", [_pad_to(g, a, a_shape, target), _pad_to(g, b, b_shape, target)])
     return total, target
 
@@ -101,7 +110,7 @@ def build_onnx(net: DlibResNet) -> onnx.ModelProto:
     means = np.array(net.channel_means, np.float32).reshape(1, 3, 1, 1)
     x = g.node("Sub", [x, g.constant("means", means)])
     x = g.node("Mul", [x, g.constant("scale", np.array(1 / 256, np.float32))])
-    shape = (3, net.size, net.size)
+    shape: Shape = (3, net.size, net.size)
 
     assert stem[0].conv is not None and stem[3].pool is not None
     x, shape = _conv(g, x, shape, _fold(stem[0].conv, stem[1]), relu=True)

@@ -8,6 +8,7 @@ so every photo is checked. Runs in worker processes (dlib's own ResNet takes ~10
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import cv2
 import numpy as np
 
 from facegate.engine.decode import decode_image
+from facegate.engine.embed import DlibEmbedder
+from facegate.engine.pipeline import BlazeFacePair
 
 
 @dataclass(frozen=True)
@@ -28,44 +31,47 @@ class Agreement:
     dlib_ms: float
 
 
-_models: dict[str, object] = {}
+@dataclass(frozen=True)
+class _Runtimes:
+    detector: BlazeFacePair
+    onnx: DlibEmbedder
+    dlib: DlibEmbedder
 
 
-def _load_models() -> None:
-    from facegate.engine.embed import DlibEmbedder
-    from facegate.engine.pipeline import BlazeFacePair
-
-    if not _models:
-        _models["detector"] = BlazeFacePair()
-        _models["onnx"] = DlibEmbedder(runtime="onnx")
-        _models["dlib"] = DlibEmbedder(runtime="dlib")
+_loaded: list[_Runtimes] = []  # one per process, loaded on first use
 
 
-def _chip(rgb: np.ndarray) -> tuple[np.ndarray, bool]:
-    boxes = _models["detector"].detect(rgb)  # type: ignore[attr-defined]
+def _runtimes() -> _Runtimes:
+    if not _loaded:
+        _loaded.append(
+            _Runtimes(BlazeFacePair(), DlibEmbedder(runtime="onnx"), DlibEmbedder(runtime="dlib"))
+        )
+    return _loaded[0]
+
+
+def _chip(rt: _Runtimes, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+    """dlib's chip of the largest detected face, else the whole photo resized."""
+    boxes = rt.detector.detect(rgb)
     if boxes:
-        main = max(boxes, key=lambda b: b.area)
-        return _models["onnx"].align(rgb, main, None), True  # type: ignore[attr-defined]
+        return rt.onnx.align(rgb, max(boxes, key=lambda b: b.area), None), True
     return cv2.resize(rgb, (150, 150), interpolation=cv2.INTER_AREA), False
 
 
-def _timed(embedder: object, chip: np.ndarray) -> tuple[np.ndarray, float]:
-    import time
-
+def _timed(embedder: DlibEmbedder, chip: np.ndarray) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
-    row = embedder.descriptors([chip])[0]  # type: ignore[attr-defined]
+    row = embedder.descriptors([chip])[0]
     return row, (time.perf_counter() - start) * 1000
 
 
 def check_photos(paths: list[str]) -> list[Agreement]:
     """Compare both runtimes on each photo (models load once per process)."""
-    _load_models()
+    rt = _runtimes()
     out = []
     for path in paths:
         rgb = decode_image(Path(path).read_bytes())
-        chip, found = _chip(rgb)
-        a, onnx_ms = _timed(_models["onnx"], chip)
-        b, dlib_ms = _timed(_models["dlib"], chip)
+        chip, found = _chip(rt, rgb)
+        a, onnx_ms = _timed(rt.onnx, chip)
+        b, dlib_ms = _timed(rt.dlib, chip)
         cosine = float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
         diff = float(np.abs(a - b).max())
         out.append(Agreement(path, found, cosine, diff, onnx_ms, dlib_ms))
