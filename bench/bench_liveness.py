@@ -4,6 +4,9 @@ Real videos from ../shared/data/videos are cut to 5 s and scaled (letterboxed) t
 then re-encoded (mp4v) into a temporary file: the only way to get 720p real faces here. The
 decision runs on the bytes in memory, exactly as `facegate liveness` does.
 
+The stage times overlap (decoding, tracking and per-frame signals run on three threads); "cpu"
+is the CPU time of all threads, what a check costs a machine's capacity.
+
     .venv/bin/python bench/bench_liveness.py [--runs 3] [--threads 2]
 """
 
@@ -70,12 +73,15 @@ def main() -> int:
     results = {}
     for name, actions in CASES.items():
         data = to_720p(VIDEOS / name)
-        runs = []
+        runs, cpu_ms = [], []
         for _ in range(args.runs + 1):
             ch = create_challenge(ChallengePolicy(min_actions=1), now=time.time(), actions=actions)
+            cpu = time.process_time()  # every thread of this process: the CPU a check costs
             runs.append(checker.check(data, ch))
-        runs = runs[1:]  # the first run warms up
+            cpu_ms.append((time.process_time() - cpu) * 1000)
+        runs, cpu_ms = runs[1:], cpu_ms[1:]  # the first run warms up
         stages = {k: statistics.median(r.timings_ms[k] for r in runs) for k in runs[0].timings_ms}
+        stages["cpu"] = statistics.median(cpu_ms)
         results[name] = {
             "bytes": len(data),
             "frames_analysed": runs[0].verdict.frames_analysed,
