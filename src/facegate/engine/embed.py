@@ -96,10 +96,10 @@ class MobileFaceNetEmbedder:
 class DlibEmbedder:
     """dlib's ResNet on dlib's own chip.
 
-    ``runtime="onnx"`` (the default) runs dlib's weights on onnxruntime (``dlib_onnx``, ~9 ms a
-    face); ``"dlib"`` runs dlib itself (~100 ms: dlib-bin has no BLAS). Both compute the same
-    embedding (agreement to 1e-4 cosine is tested on every face of the shared data), so they share
-    one embedding space.
+    ``runtime="onnx"`` (the default) runs dlib's weights on onnxruntime (``dlib_onnx``, 10-13 ms
+    a face on one thread); ``"dlib"`` runs dlib itself (140-190 ms: dlib-bin has no BLAS). Both
+    compute the same embedding (agreement to 1e-4 cosine is tested on every face of the shared
+    data), so they share one embedding space.
     """
 
     name = "dlib"

@@ -116,7 +116,7 @@ class LivenessChecker:
         """
         counter = getattr(self.engine.detector, "short", None)  # BlazeFace short-range alone
         tracker = FaceTracker(self.engine.detector, self.engine.mesh, self.iris, counter=counter)
-        out = VideoAnalysis([], [], [], {"decode": 0.0, "chips_colours": 0.0})
+        out = VideoAnalysis([], [], [], {"decode": 0.0})
         stage_ms = {"iris_pose_mouth": 0.0, "chips_colours": 0.0}
         pending: deque[Future[FrameResult]] = deque()
 
@@ -152,8 +152,8 @@ class LivenessChecker:
         eyes: bool,
         stage_ms: dict[str, float],
     ) -> FrameResult:
-        """The second stage of a frame (runs on the worker thread; uses no model but the
-        iris model, which only this thread touches)."""
+        """The second stage of a frame, on the worker thread. It touches only the iris model and
+        the embedder's aligner, which the tracking thread never uses."""
         t = time.perf_counter()
         sig = frame_signals(frame.rgb, tracked, self.iris if eyes else None)
         t2 = time.perf_counter()

@@ -1,15 +1,15 @@
 """The liveness judge: challenge + frame signals -> live or not, with every reason.
 
 Fail closed: anything missing, unclear or inconsistent is a reason, and any reason means
-"not live". Attack-defence cues (colour flash, planarity, screen, print, animation) plug in as
-``PassiveCue`` objects; each returns a score with its threshold and shows up in the verdict.
+"not live". Attack-defence cues (colour flash, planarity) come in as ``CueResult`` values, each
+a score with its threshold; a failed cue is a reason, and every cue shows up in the verdict.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -51,16 +51,6 @@ class CueResult:
         object.__setattr__(self, "score", float(self.score))
         object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "passed", bool(self.passed))
-
-
-class PassiveCue(Protocol):
-    """An attack-defence check over the analysed frames (see the attack-defence issue)."""
-
-    name: str
-
-    def evaluate(
-        self, signals: Sequence[FrameSignals], frames: Sequence[np.ndarray]
-    ) -> CueResult: ...
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ class Settings:
 def default_threads() -> int:
     """Interpreter threads per worker: two where there are two cores. On this 2-core machine,
     two workers with two threads each verify a photo in ~30 ms instead of ~45 ms when the
-    service is not saturated, and lose ~8% throughput when it is (bench/bench_engine.py)."""
+    service is not saturated, and lose ~15% throughput when it is (bench/bench_all.py)."""
     return min(2, os.cpu_count() or 1)
 
 

@@ -157,7 +157,7 @@ class GalleryIndex:
 
 
 def apply_template_log(
-    index: GalleryIndex | LogFedIndex,
+    index: LogFedIndex,
     log: list[tuple[int, str, str, str]],
     load: Callable[[str], tuple | None],
 ) -> None:
