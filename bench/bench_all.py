@@ -23,6 +23,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_engine  # noqa: E402
 import bench_liveness  # noqa: E402
+import bench_speed  # noqa: E402
 
 # Peak memory of a fresh process (VmHWM: ru_maxrss would carry the parent's peak across the
 # fork), after loading every model the service loads, then after one verify and one liveness
@@ -108,16 +109,23 @@ def main() -> int:
     cv2.setNumThreads(1)
     images = bench_engine.photos_640x480(args.images)
     r: dict = {"cpu_count": os.cpu_count(), "images": len(images)}
+    small = bench_speed.photos_small(args.images)  # 250x250, as most of ../shared/data/faces
     r["verify_1t"] = bench_engine.bench_ours(images, 1, "default")
     r["verify_2t"] = bench_engine.bench_ours(images, 2, "default")
+    r["verify_small_1t"] = bench_engine.bench_ours(small, 1, "default")
+    r["verify_small_2t"] = bench_engine.bench_ours(small, 2, "default")
+    # the single models the default fuses, for the choice of default (README "Speed")
+    r["verify_sface_2t"] = bench_engine.bench_ours(images, 2, "sface")
+    r["verify_mobilefacenet_2t"] = bench_engine.bench_ours(images, 2, "mobilefacenet")
     # the alternative embedder: dlib's ResNet, now on onnxruntime (engine/dlib_onnx.py)
     r["verify_dlib_1t"] = bench_engine.bench_ours(images, 1, "dlib")
     r["verify_dlib_2t"] = bench_engine.bench_ours(images, 2, "dlib")
     r["dlib_resnet_ms_per_chip"] = dlib_resnet_times()
     try:
         r["face_recognition"] = bench_engine.bench_face_recognition(images)
+        r["face_recognition_small"] = bench_engine.bench_face_recognition(small)
     except ImportError:
-        r["face_recognition"] = None
+        r["face_recognition"] = r["face_recognition_small"] = None
     r["images_per_s"] = {
         "1 process": round(bench_engine.throughput(images, 1, "default"), 1),
         "2 processes": round(bench_engine.throughput(images, 2, "default"), 1),
@@ -156,6 +164,16 @@ def print_table(r: dict) -> None:
             base["verify_total_median_ms"]["2 threads"],
         ),
     ]
+    rows.append(("verify, 250x250 photos, 1 thread (median ms)", total("verify_small_1t"), "-"))
+    rows.append(("verify, 250x250 photos, 2 threads (median ms)", total("verify_small_2t"), "-"))
+    rows.append(("verify, sface embedder, 2 threads (median ms)", total("verify_sface_2t"), "-"))
+    rows.append(
+        (
+            "verify, mobilefacenet embedder, 2 threads (median ms)",
+            total("verify_mobilefacenet_2t"),
+            "-",
+        )
+    )
     rows.append(("verify, dlib embedder, 1 thread (median ms)", total("verify_dlib_1t"), "-"))
     rows.append(("verify, dlib embedder, 2 threads (median ms)", total("verify_dlib_2t"), "-"))
     for k, v in r["dlib_resnet_ms_per_chip"].items():
@@ -170,6 +188,23 @@ def print_table(r: dict) -> None:
             )
         )
         rows.append(("speed-up vs face_recognition", f"{theirs / total('verify_1t'):.1f}x", "7.1x"))
+        small = total("face_recognition_small")
+        rows.append(("face_recognition, 250x250 photos (median ms)", small, "-"))
+        rows.append(
+            (
+                "speed-up vs face_recognition, 250x250",
+                f"{small / total('verify_small_1t'):.1f}x",
+                "-",
+            )
+        )
+    stages = r["verify_2t"]["stages_ms"]
+    rows.append(
+        (
+            "verify stages, 2 threads (median ms)",
+            ", ".join(f"{k} {v['median']}" for k, v in stages.items() if k != "total"),
+            "-",
+        )
+    )
     for k, v in r["images_per_s"].items():
         rows.append((f"images/s, {k}", v, base["images_per_s"].get(k, "-")))
     for name, v in r["liveness_5s_720p"].items():

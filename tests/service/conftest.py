@@ -12,14 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from tests.helpers import missing_resource
 
 from facegate.liveness.check import LivenessChecker
 from facegate.protection.crypto import load_keyring
-from facegate.service.app import Settings, create_app
-from facegate.service.core import FaceService
+from facegate.service import FaceService
 from facegate.service.index import DatabaseIndex
+from facegate.settings import Settings
 from facegate.storage.postgres import PostgresStore
 from facegate.storage.sqlite import SQLiteStore
+from facegate.web.app import create_app
+
+EVALUATION_TENANT = {"require_liveness": False, "allow_chosen_actions": True}
 
 
 @dataclass
@@ -47,7 +51,10 @@ def _free_port() -> int:
 def postgres_server(tmp_path_factory) -> Iterator[str]:
     """A throwaway PostgreSQL 16 with pgvector (the pgserver wheel bundles both) on a Unix
     socket in a temporary folder; stopped and deleted after the session."""
-    import pgserver
+    try:
+        import pgserver
+    except ImportError:
+        missing_resource("pgserver is not installed: run ./scripts/setup.sh --test")
 
     folder = tmp_path_factory.mktemp("postgres")
     server = pgserver.get_server(folder, cleanup_mode="delete")
@@ -75,7 +82,12 @@ def start_server(
     max_body: int = 32 << 20,
     liveness: bool = True,
     postgres_url: str | None = None,
+    tenant_settings: dict | None = None,
 ) -> Server:
+    """A server whose first tenant, "alpha", is an evaluation tenant unless ``tenant_settings``
+    say otherwise: still photos accepted and actions chosen by the caller, so that the API's
+    paths can be driven with the shared photos and recorded videos. The secure defaults are
+    tested on fresh tenants (test_secure_defaults.py)."""
     data_dir, key_file = tmp / "data", tmp / "keys" / "master.keys"
     data_dir.mkdir(parents=True)
     if postgres_url:
@@ -85,8 +97,17 @@ def start_server(
         store, index = SQLiteStore(data_dir / "facegate.sqlite3"), None
     checker = LivenessChecker(engine) if liveness else None
     service = FaceService(store, load_keyring(key_file), engine, checker, index)
-    _, admin_key = service.create_tenant("alpha")
-    settings = Settings(data_dir=data_dir, rate_per_minute=rate_per_minute, max_body_bytes=max_body)
+    _, admin_key = service.create_tenant(
+        "alpha",
+        EVALUATION_TENANT if tenant_settings is None else tenant_settings,
+    )
+    settings = Settings(
+        data_dir=data_dir,
+        key_file=key_file,
+        rate_per_minute=rate_per_minute,
+        max_body_bytes=max_body,
+        liveness=liveness,
+    )
     app = create_app(settings, service=service)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

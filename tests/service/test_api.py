@@ -7,7 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.service.conftest import consenting_subject, face, start_server, stop_server
+from tests.service.conftest import (
+    EVALUATION_TENANT,
+    consenting_subject,
+    face,
+    start_server,
+    stop_server,
+)
 
 BIDEN_1 = "Joseph_Biden/face_recognition_biden.jpg"
 BIDEN_2 = "Joseph_Biden/face_recognition_biden2.jpg"
@@ -116,7 +122,7 @@ def test_tenant_isolation(server, shared_data: Path) -> None:
         a.post("/v1/subjects/iso-a/enroll", files=upload(face(shared_data, BIDEN_1))).status_code
         == 201
     )
-    _, b_key = server.service.create_tenant("bravo")
+    _, b_key = server.service.create_tenant("bravo", EVALUATION_TENANT)
     b = server.client(b_key)
     assert b.get("/v1/subjects/iso-a").status_code == 404
     assert b.get("/v1/subjects/never-existed").status_code == 404  # indistinguishable
@@ -125,13 +131,15 @@ def test_tenant_isolation(server, shared_data: Path) -> None:
         == 404
     )
     consenting_subject(b, "iso-b")
+    b.post("/v1/subjects/iso-b/enroll", files=upload(face(shared_data, BIDEN_2)))
     b_search = b.post("/v1/keys", json={"roles": ["search"]}).json()["key"]
     hits = (
         server.client(b_search)
         .post("/v1/search", data={"subject_id": "iso-b"}, files=upload(face(shared_data, BIDEN_2)))
         .json()
     )
-    assert hits["candidates"] == [] and hits["gallery_size"] == 0
+    # the same face enrolled in tenant alpha is invisible: only bravo's own template is there
+    assert hits["candidates"] == [] and hits["gallery_size"] == 1
     assert b.delete("/v1/subjects/iso-a").status_code == 404
 
 
@@ -201,26 +209,39 @@ def test_limits(engine, tmp_path: Path, shared_data: Path) -> None:
 def test_liveness_session_enrols_and_is_single_use(server, shared_data: Path) -> None:
     c = server.client()
     consenting_subject(c, "live")
-    ch = c.post("/v1/liveness/challenges", json={"actions": ["blink", "open_mouth"]}).json()
+    consenting_subject(c, "other")
+    # an evaluation tenant (allow_chosen_actions): the recorded video can answer fixed actions
+    body = {"actions": ["blink", "open_mouth"], "flash": False}
+    ch = c.post("/v1/liveness/challenges", json={**body, "subject_id": "live", "purpose": "enroll"})
+    assert ch.status_code == 201, ch.text
+    ch = ch.json()
     video = (shared_data / "videos/liveportrait_d18.mp4").read_bytes()
     files = {"video": ("v.mp4", video, "video/mp4")}
-    r = c.post(
-        "/v1/liveness/sessions", data={"token": ch["token"], "subject_id": "live"}, files=files
-    )
+    r = c.post("/v1/liveness/sessions", data={"token": ch["token"]}, files=files)
     assert r.status_code == 201, r.text
     session = r.json()
     assert session["live"] is True and session["session_id"]
     r = c.post("/v1/liveness/sessions", data={"token": ch["token"]}, files=files)
     assert r.status_code == 409 and r.json()["code"] == "challenge_used"
+    # bound: not for another subject, not for another purpose (and such a try spends nothing)
+    r = c.post("/v1/subjects/other/enroll", data={"liveness_session": session["session_id"]})
+    assert r.status_code == 409 and r.json()["code"] == "liveness_session_invalid"
+    r = c.post("/v1/subjects/live/verify", data={"liveness_session": session["session_id"]})
+    assert r.status_code == 409 and r.json()["code"] == "liveness_session_invalid"
     r = c.post("/v1/subjects/live/enroll", data={"liveness_session": session["session_id"]})
     assert r.status_code == 201 and r.json()["liveness"]["live"] is True
     r = c.post("/v1/subjects/live/enroll", data={"liveness_session": session["session_id"]})
     assert r.status_code == 409 and r.json()["code"] == "liveness_session_invalid"
     # a challenge asking for what the video does not show is not live, and gives no session
-    ch = c.post("/v1/liveness/challenges", json={"actions": ["turn_left"]}).json()
-    r = c.post("/v1/liveness/sessions", data={"token": ch["token"]}, files=files).json()
+    ch = c.post("/v1/liveness/challenges", json={"actions": ["turn_left"], "flash": False}).json()
+    form = {"token": ch["token"], "subject_id": "live", "purpose": "verify"}
+    r = c.post("/v1/liveness/sessions", data=form, files=files).json()
     assert r["live"] is False and r["session_id"] is None
     assert "action_missing" in {x["code"] for x in r["reasons"]}
+    # an unbound challenge needs to be told what it is for
+    ch = c.post("/v1/liveness/challenges", json=body).json()
+    r = c.post("/v1/liveness/sessions", data={"token": ch["token"]}, files=files)
+    assert r.status_code == 400 and r.json()["code"] == "subject_required"
     # another tenant's challenge token is worthless here
     _, other = server.service.create_tenant(f"charlie-{time.time_ns()}")
     foreign = server.client(other).post("/v1/liveness/challenges", json={}).json()["token"]

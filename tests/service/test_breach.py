@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.service.conftest import consenting_subject, start_server, stop_server
+from tests.service.conftest import EVALUATION_TENANT, consenting_subject, start_server, stop_server
 
 from facegate.eval.faces import identity_split
 from facegate.protection.metrics import d_sys
@@ -48,7 +48,7 @@ def breach(engine, shared_data: Path, face_rows, tmp_path_factory):
             if identity_split(r["identity"]) == "eval" and r["color"] != "grayscale":
                 by_person[r["identity"]].append(r["file"])
         people = random.Random(11).sample(sorted(p for p, f in by_person.items() if f), PEOPLE)
-        _, bravo_key = server.service.create_tenant("bravo")
+        _, bravo_key = server.service.create_tenant("bravo", EVALUATION_TENANT)
         clients = {"alpha": server.client(), "bravo": server.client(bravo_key)}
         uploaded, plain = [], {}
         for i, person in enumerate(people):
@@ -201,7 +201,7 @@ def test_postgres_dump_matches_nothing(
             }
         )
         by_person = {p: [r["file"] for r in face_rows if r["identity"] == p] for p in people}
-        _, bravo_key = server.service.create_tenant("bravo")
+        _, bravo_key = server.service.create_tenant("bravo", EVALUATION_TENANT)
         clients = [server.client(), server.client(bravo_key)]
         plain, uploaded = {}, []
         for i, person in enumerate(random.Random(5).sample(people, 12)):

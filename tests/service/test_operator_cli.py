@@ -17,7 +17,7 @@ import pytest
 from tests.service.conftest import consenting_subject, start_server, stop_server
 
 from facegate.protection.crypto import load_keyring
-from facegate.service.core import FaceService
+from facegate.service import FaceService
 from facegate.storage.sqlite import SQLiteStore
 
 CLI = [sys.executable, "-m", "facegate.cli.main"]
@@ -58,7 +58,7 @@ def reopen(engine, server) -> FaceService:
 def verify_score(engine, server, shared_data: Path) -> float:
     svc = reopen(engine, server)
     tenant = svc.store.list_tenants()[0]
-    from facegate.service.core import Caller
+    from facegate.service import Caller
 
     caller = Caller(tenant.id, "test", frozenset({"verify"}))
     out = svc.verify(caller, "ops", svc.probe_from_image((shared_data / BIDEN_2).read_bytes()))

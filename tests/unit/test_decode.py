@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import encode, load_rgb
+from tests.helpers import encode, load_rgb
 
 from facegate.engine.decode import ImageLimits, decode_image
 from facegate.errors import InputError

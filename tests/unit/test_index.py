@@ -1,4 +1,4 @@
-"""GalleryIndex: both kinds return the same exact hits, honour removals and stay per tenant."""
+"""MemoryIndex (both kinds) and Milvus: the same exact hits, removals honoured, per tenant."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegate.service.index import GalleryIndex
+from facegate.service.index import MemoryIndex, apply_template_log
 
 
 def unit(rng: np.random.Generator, n: int, d: int = 64) -> np.ndarray:
@@ -20,7 +20,7 @@ def make_index(kind: str, tmp_path: Path):
         from facegate.service.milvus_index import MilvusIndex
 
         return MilvusIndex(str(tmp_path / "milvus.db"))
-    return GalleryIndex(kind)
+    return MemoryIndex(kind)
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "milvus"])
@@ -55,5 +55,7 @@ def test_sync_applies_the_log_in_order(kind: str, tmp_path: Path) -> None:
         (3, "t", "tp0", "remove"),
         (4, "t", "tp2", "add"),
     ]
-    index.sync(log, lambda tid: ("t", "sp", "subj", vecs[tid]) if tid != "tp2" else None)
+    apply_template_log(
+        index, log, lambda tid: ("t", "sp", "subj", vecs[tid]) if tid != "tp2" else None
+    )
     assert index.size("t", "sp") == 1 and index.synced_seq == 4

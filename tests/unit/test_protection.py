@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facegate.errors import ConfigError
 from facegate.protection.crypto import ProtectionError, load_keyring, open_sealed, seal
 from facegate.protection.metrics import d_sys
 from facegate.protection.tokens import open_token, sign_token
@@ -43,15 +44,14 @@ def test_key_ring_file_rotation(tmp_path: Path) -> None:
     assert oct((tmp_path / "k" / "master.keys").stat().st_mode & 0o777) == "0o600"
 
 
-def test_key_ring_from_environment(monkeypatch) -> None:
-    monkeypatch.setenv("FACEGATE_MASTER_KEYS", f"2:{'ab' * 32},1:{'cd' * 32}")
-    ring = load_keyring()
+def test_key_ring_from_environment(tmp_path) -> None:
+    ring = load_keyring(tmp_path / "unused", f"2:{'ab' * 32},1:{'cd' * 32}")
     assert ring.current == 2 and set(ring.keys) == {1, 2}
-    with pytest.raises(ProtectionError):
+    assert not (tmp_path / "unused").exists()
+    with pytest.raises(ConfigError):
         ring.add_version()  # rotation is the operator's: put the new key first
-    monkeypatch.setenv("FACEGATE_MASTER_KEYS", "1:abcd")
-    with pytest.raises(ProtectionError):
-        load_keyring()
+    with pytest.raises(ConfigError):
+        load_keyring(tmp_path / "unused", "1:abcd")
 
 
 def test_transform_keeps_scores_and_unlinks_tenants() -> None:

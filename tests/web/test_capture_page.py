@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from tests.helpers import missing_resource
 from tests.service.conftest import start_server, stop_server
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "capture"
@@ -54,10 +55,7 @@ def y4m(shared_data: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser_env(engine, tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.fail(
-            "Chromium is missing: run ./scripts/setup.sh --test (Debian's chromium)",
-            pytrace=False,
-        )
+        missing_resource("Chromium is missing: run ./scripts/setup.sh --test (Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     server = start_server(engine, tmp_path_factory.mktemp("web"))

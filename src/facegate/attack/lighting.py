@@ -31,8 +31,8 @@ def face_shading(shape: tuple[int, int], mesh: np.ndarray, triangles: np.ndarray
     for tri, value in zip(p, facing):
         pts = np.round(tri[:, :2] / SHADE_SCALE).astype(np.int32)
         cv2.fillConvexPoly(small, pts, float(value))
-    small = cv2.GaussianBlur(small, (0, 0), 1.5)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    blurred = cv2.GaussianBlur(small, (0, 0), 1.5)
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def colour_at(sequence: Sequence[tuple[str, int]], t_ms: float, lag_ms: float) -> np.ndarray | None:

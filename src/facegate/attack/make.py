@@ -20,8 +20,13 @@ from facegate.attack.timeline import make_timeline
 from facegate.engine.decode import decode_image
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import FacegateError
-from facegate.eval.faces import list_faces
-from facegate.eval.liveness import EVAL_LIMITS, VIDEO_ACTIONS
+from facegate.eval.datasets import (
+    EVAL_LIMITS,
+    VideoTruth,
+    bona_fide_videos,
+    list_faces,
+    load_video_truth,
+)
 from facegate.liveness.challenge import Challenge, ChallengePolicy, create_challenge, random_flash
 from facegate.liveness.signals import IrisModel
 from facegate.liveness.video import VideoLimits
@@ -132,7 +137,20 @@ class AttackMaker:
         self.paths.reverse()  # popped from the end: shuffled order
         self.photos: list[PhotoFace] = []
         self.tracked: dict[str, list] = {}
-        self.videos = [n for n, truth in VIDEO_ACTIONS.items() if truth.contains]
+        self._truth: dict[str, VideoTruth] | None = None
+
+    @property
+    def truth(self) -> dict[str, VideoTruth]:
+        """The selfie videos of the data folder with their truth, read when a tint first needs
+        them (the photo attacks need no videos/ folder)."""
+        if self._truth is None:
+            self._truth = bona_fide_videos(load_video_truth(self.data))
+        return self._truth
+
+    @property
+    def videos(self) -> list[str]:
+        """The videos a tint can replay: those that show at least one action."""
+        return [n for n, truth in self.truth.items() if truth.contains]
 
     def photo(self, i: int) -> PhotoFace:
         while len(self.photos) <= i and self.paths:
@@ -158,7 +176,7 @@ class AttackMaker:
         if kind == "tint":
             name = self.videos[i % len(self.videos)]
             challenge = with_flash(
-                dataclasses.replace(challenge, actions=VIDEO_ACTIONS[name].contains), self.rng
+                dataclasses.replace(challenge, actions=self.truth[name].contains), self.rng
             )
             attack = make_attack(
                 kind,

@@ -56,7 +56,7 @@ def on_time_grid(frames: list[TrackedFrame], fps: float = 15.0) -> list[TrackedF
 def write_video(frames: list[np.ndarray], path: Path, fps: float = 15.0) -> Path:
     """Write RGB frames as MPEG-4 Part 2 (OpenCV's built-in encoder) at high quality."""
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         raise RuntimeError(f"cannot write {path}")
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)

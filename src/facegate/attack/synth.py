@@ -140,8 +140,10 @@ def warp_card(canvas: np.ndarray, photo: np.ndarray, corners: np.ndarray) -> np.
     out = canvas.copy()
     size = (canvas.shape[1], canvas.shape[0])
     for k in range(columns):
-        src = np.float32([[xs[k], 0], [xs[k + 1], 0], [xs[k + 1], h], [xs[k], h]])
-        dst = np.float32([corners[k][0], corners[k + 1][0], corners[k + 1][1], corners[k][1]])
+        src = np.array([[xs[k], 0], [xs[k + 1], 0], [xs[k + 1], h], [xs[k], h]], np.float32)
+        dst = np.array(
+            [corners[k][0], corners[k + 1][0], corners[k + 1][1], corners[k][1]], np.float32
+        )
         m = cv2.getPerspectiveTransform(src, dst)
         warped = cv2.warpPerspective(photo, m, size, flags=cv2.INTER_LINEAR)
         mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), m, size)
@@ -230,7 +232,7 @@ def triangulate(points: np.ndarray) -> np.ndarray:
         subdiv.insert((float(x), float(y)))
     index = {(round(float(x), 2), round(float(y), 2)): i for i, (x, y) in enumerate(xy)}
     out = []
-    for tri in subdiv.getTriangleList().reshape(-1, 3, 2):
+    for tri in np.asarray(subdiv.getTriangleList()).reshape(-1, 3, 2):
         ids = [index.get((round(float(x), 2), round(float(y), 2))) for x, y in tri]
         if None not in ids:
             out.append(ids)
@@ -249,9 +251,12 @@ def piecewise_affine(
     h, w = image.shape[:2]
     label = np.full((h, w), -1, np.int32)
     affines = np.zeros((len(triangles), 2, 3), np.float32)
-    order = range(len(triangles))
-    if depth is not None:
-        order = np.argsort(-depth[triangles].mean(axis=1))
+    # far triangles first when depth is known, else in their own order
+    order = (
+        np.argsort(-depth[triangles].mean(axis=1))
+        if depth is not None
+        else np.arange(len(triangles))
+    )
     for k in order:
         tri = triangles[k]
         affines[k] = cv2.getAffineTransform(
@@ -308,15 +313,16 @@ def screen_replay(frames: Sequence[np.ndarray], rng: Random) -> list[np.ndarray]
     bezel = rng.uniform(0.03, 0.08) * sw
     tilt_x, tilt_y = rng.uniform(-0.04, 0.04) * sw, rng.uniform(-0.04, 0.04) * sh
     cx, cy = fw / 2 + rng.uniform(-20, 20), fh / 2 + rng.uniform(-15, 15)
-    quad = np.float32(
+    quad = np.array(
         [
             [cx - sw / 2 + tilt_x, cy - sh / 2 + tilt_y],
             [cx + sw / 2 - tilt_x, cy - sh / 2 - tilt_y],
             [cx + sw / 2 + tilt_x, cy + sh / 2 + tilt_y],
             [cx - sw / 2 - tilt_x, cy + sh / 2 - tilt_y],
-        ]
+        ],
+        np.float32,
     )
-    outer = quad + np.float32([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * bezel
+    outer = quad + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32) * bezel
     gamma = rng.uniform(0.75, 1.35)
     cast = np.array([rng.uniform(0.9, 1.0), rng.uniform(0.95, 1.05), rng.uniform(1.0, 1.12)])
     # moire: the camera's pixel grid beating against the screen's, a fine tilted grating
@@ -327,7 +333,7 @@ def screen_replay(frames: Sequence[np.ndarray], rng: Random) -> list[np.ndarray]
     grating = 1 + depth * np.cos(
         2 * math.pi * (gx * math.cos(angle) + gy * math.sin(angle)) / period
     )
-    src = np.float32([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]])
+    src = np.array([[0, 0], [src_w, 0], [src_w, src_h], [0, src_h]], np.float32)
     m = cv2.getPerspectiveTransform(src, quad)
     mask = cv2.warpPerspective(np.full((src_h, src_w), 255, np.uint8), m, (fw, fh)) > 127
     base = wall.copy()
@@ -338,8 +344,8 @@ def screen_replay(frames: Sequence[np.ndarray], rng: Random) -> list[np.ndarray]
         warped = cv2.warpPerspective(np.clip(shown, 0, 255).astype(np.uint8), m, (fw, fh))
         img = base.astype(np.float32)
         img[mask] = warped[mask] * grating[mask][:, None]
-        img = cv2.GaussianBlur(img, (0, 0), 0.6)
-        out.append(add_noise(np.clip(img, 0, 255), noise, 2.5))
+        blurred = cv2.GaussianBlur(img, (0, 0), 0.6)
+        out.append(add_noise(np.clip(blurred, 0, 255), noise, 2.5))
     return out
 
 

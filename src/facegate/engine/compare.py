@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from facegate.errors import FacegateError, SpaceMismatchError
+from facegate.errors import InputError, ModelError, SpaceMismatchError
 from facegate.types import Embedding
 
 DEFAULT_OPERATING_POINT = "fmr_1e-3"
@@ -57,16 +57,17 @@ def load_calibration(space_id: str) -> dict[str, Any]:
     try:
         text = resources.files("facegate.calibration").joinpath(f"{space_id}.json").read_text()
     except FileNotFoundError as exc:
-        raise FacegateError(
+        raise ModelError(
             f"no calibration for embedding space {space_id}", code="no_calibration"
         ) from exc
-    return json.loads(text)
+    record: dict[str, Any] = json.loads(text)
+    return record
 
 
 def operating_point(space_id: str, name: str = DEFAULT_OPERATING_POINT) -> OperatingPoint:
     points = load_calibration(space_id)["operating_points"]
     if name not in points:
-        raise FacegateError(
+        raise InputError(
             f"unknown operating point {name!r}; known: {sorted(points)}",
             code="unknown_operating_point",
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from facegate.errors import InputError
+from facegate.errors import InputError, TooLargeError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP"})
 
@@ -39,7 +39,7 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
     if len(data) == 0:
         raise InputError("the file is empty", code="empty_file")
     if len(data) > limits.max_bytes:
-        raise InputError(
+        raise TooLargeError(
             "the image is larger than the byte limit",
             code="image_too_large",
             bytes=len(data),
@@ -50,7 +50,7 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:  # Pillow's own header check, far above ours
-        raise InputError(
+        raise TooLargeError(
             "the image has more pixels than allowed",
             code="too_many_pixels",
             limit=limits.max_pixels,
@@ -63,7 +63,7 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
         )
     width, height = img.size
     if width * height > limits.max_pixels:
-        raise InputError(
+        raise TooLargeError(
             "the image has more pixels than allowed",
             code="too_many_pixels",
             width=width,
@@ -84,8 +84,8 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
             img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError("the image data is truncated or corrupt", code="truncated_image") from exc
-    img = ImageOps.exif_transpose(img) or img
-    return np.ascontiguousarray(_to_rgb(img))
+    upright: Image.Image = ImageOps.exif_transpose(img) or img
+    return np.ascontiguousarray(_to_rgb(upright))
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

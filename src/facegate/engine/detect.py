@@ -31,6 +31,12 @@ _BLAZEFACE_VARIANTS = {
 }
 
 
+def as_xyxy(values: object) -> tuple[float, float, float, float]:
+    """Four numbers (array row or tuple) as a typed (x0, y0, x1, y1) box."""
+    x0, y0, x1, y1 = (float(v) for v in values)  # type: ignore[attr-defined]
+    return x0, y0, x1, y1
+
+
 def ssd_anchors(input_size: int, strides: tuple[int, ...]) -> np.ndarray:
     """Anchor centres (N, 2) in [0, 1], in the order MediaPipe's SSD anchor calculator emits them.
 
@@ -118,9 +124,7 @@ class BlazeFaceDetector:
         xyxy = (xyxy - np.tile(offset, 2)) / scale
         kps = (kps - offset) / scale
         keep = nms(xyxy, scores[hit], 0.3)
-        return [
-            FaceBox(tuple(float(v) for v in xyxy[i]), float(scores[hit][i]), kps[i]) for i in keep
-        ]
+        return [FaceBox(as_xyxy(xyxy[i]), float(scores[hit][i]), kps[i]) for i in keep]
 
 
 class DlibCnnDetector:
@@ -146,7 +150,7 @@ class DlibCnnDetector:
         for d in self._detector(small, 0):
             r = d.rect
             box = (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
-            found.append(FaceBox(tuple(float(v) for v in box), float(d.confidence)))
+            found.append(FaceBox(as_xyxy(box), float(d.confidence)))
         return sorted(found, key=lambda b: -b.score)
 
 

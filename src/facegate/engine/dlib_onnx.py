@@ -16,6 +16,8 @@ channels), and convolutions and pools with stride 2 have no padding. Each frozen
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -47,7 +49,7 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], **attrs: Any) -> str:
         out = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out
@@ -133,17 +135,17 @@ def build_onnx(net: DlibResNet) -> onnx.ModelProto:
         y, y_shape = _conv(g, y, y_shape, _fold(second, block[4]), relu=False)
         shortcut, s_shape = x, shape
         if block[5].kind == "avg_pool":  # a down block: the shortcut is average-pooled
-            pool = block[5].pool
-            assert pool is not None
-            if pool.padding:
+            down = block[5].pool
+            assert down is not None
+            if down.padding:
                 raise ValueError("padded average pooling is not supported")
             shortcut = g.node(
                 "AveragePool",
                 [x],
-                kernel_shape=[pool.size, pool.size],
-                strides=[pool.stride, pool.stride],
+                kernel_shape=[down.size, down.size],
+                strides=[down.stride, down.stride],
             )
-            side = _conv_out(shape[1], pool.size, pool.stride, 0)
+            side = _conv_out(shape[1], down.size, down.stride, 0)
             s_shape = (shape[0], side, side)
         # dlib adds the tagged tensor to the layer below add_prev: the order does not matter
         x, shape = _residual_sum(g, y, y_shape, shortcut, s_shape)
@@ -197,4 +199,4 @@ class DlibOnnxNet:
         if batch.ndim != 4 or batch.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"chips must be (N, {self.size}, {self.size}, 3)")
         (out,) = self.session.run([OUTPUT], {INPUT: batch})
-        return out
+        return np.asarray(out, np.float32)

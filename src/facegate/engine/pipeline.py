@@ -20,13 +20,13 @@ from facegate.engine.detect import (
     DlibHogDetector,
     nms,
 )
-from facegate.engine.embed import DEFAULT, Embedder, load_embedder
+from facegate.engine.embed import DEFAULT_EMBEDDER, Embedder, load_embedder
 from facegate.engine.landmarks import FaceMesh
 from facegate.engine.quality import DEFAULT_BOUNDS, QualityBounds, assess
 from facegate.errors import FaceError
 from facegate.types import Embedding, FaceBox, Landmarks, QualityCheck
 
-DEFAULT_EMBEDDER = DEFAULT  # MobileFaceNet when installed, else dlib
+__all__ = ["DEFAULT_EMBEDDER", "FaceEngine", "FaceResult", "load_detector"]
 MultiplePolicy = Literal["reject", "largest"]
 
 # A second face counts as "another person in the picture" when it is at least this fraction of
@@ -53,22 +53,44 @@ class FaceResult:
         return {c.name: c.to_dict() for c in self.quality}
 
 
+# The full-range model runs only when the short-range one finds no face, or when its widest face
+# is narrower than this many pixels of its 128-pixel input (under half the picture's long side).
+# Measured with bench/bench_detect.py: at 64 px the decisions (no face / one / several, and the
+# main box) are the same as running both models on all 1505 photos of ../shared/data/faces and on
+# 300 two-person pictures built from them (640x480 and 320x240); at 48 px 10 photos differed
+# (a second, background face only the full-range model saw).
+FULL_RANGE_BELOW_PX = 64.0
+
+
 class BlazeFacePair:
     """Both BlazeFace models, merged by non-maximum suppression.
 
     The short-range model finds every face of ../shared/data/faces but, on a 128 px input, misses
     the second, smaller face of a two-person photo; the full-range model finds those (and only
-    96.7% of the single portraits). Running both costs a few ms and makes "several faces" reliable.
+    96.7% of the single portraits). The full-range model costs ~4x the short-range one (192 px
+    input), so it runs only where the short-range model's view is not enough (see
+    ``FULL_RANGE_BELOW_PX``); ``always_full=True`` restores running both on every image.
     """
 
     name = "blazeface"
 
-    def __init__(self, num_threads: int = 1) -> None:
+    def __init__(self, num_threads: int = 1, always_full: bool = False) -> None:
         self.short = BlazeFaceDetector("short", num_threads=num_threads)
         self.full = BlazeFaceDetector("full", num_threads=num_threads)
+        self.always_full = always_full
+        self.full_runs = 0  # how often the full-range model ran (for benchmarks)
+
+    def needs_full(self, rgb: np.ndarray, short: list[FaceBox]) -> bool:
+        if self.always_full or not short:
+            return True
+        widest = max(b.width for b in short) * self.short.size / max(rgb.shape[:2])
+        return bool(widest < FULL_RANGE_BELOW_PX)
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
-        found = self.short.detect(rgb) + self.full.detect(rgb)
+        found = self.short.detect(rgb)
+        if self.needs_full(rgb, found):
+            self.full_runs += 1
+            found = found + self.full.detect(rgb)
         if len(found) <= 1:
             return found
         boxes = np.array([b.xyxy for b in found], dtype=np.float32)
@@ -105,6 +127,16 @@ class FaceEngine:
     @property
     def space_id(self) -> str:
         return self.embedder.space_id
+
+    def embeddings_by_space(self, embedding: Embedding) -> dict[str, Embedding]:
+        """Every embedding space this engine's result can be scored in: its own, and for the
+        ``fused`` embedder each part's (for templates enrolled before a change of embedder)."""
+        out = {embedding.space_id: embedding}
+        parts = getattr(self.embedder, "parts", None)
+        if parts is not None and embedding.space_id == self.space_id:
+            for space, vector in parts(embedding.vector).items():
+                out[space] = Embedding(vector, space)
+        return out
 
     def analyse(
         self,

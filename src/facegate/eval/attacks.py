@@ -17,13 +17,12 @@ real videos); the ``spoof_split`` column still names each subject's half for lat
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
 import random
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,14 @@ from facegate.attack.synth import fit_frame
 from facegate.engine.decode import decode_image
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import FacegateError
-from facegate.eval.liveness import EVAL_LIMITS
+from facegate.eval.datasets import EVAL_LIMITS, load_spoof_samples
 from facegate.liveness.challenge import Challenge, ChallengePolicy, create_challenge
 from facegate.liveness.check import LivenessChecker, VideoAnalysis
 
 STILL_MS = 5000.0
-
-
-def spoof_split(subject: str) -> str:
-    return "tune" if hashlib.sha256(subject.encode()).digest()[0] % 2 == 0 else "eval"
+# judge(video bytes, challenges) and judge_frames(frames, name, challenges): one row per challenge
+Judge = Callable[[bytes, list[Challenge]], list[dict[str, Any]]]
+JudgeFrames = Callable[[list[np.ndarray], str, list[Challenge]], list[dict[str, Any]]]
 
 
 def judge_both(
@@ -104,7 +102,10 @@ def run_attack_evaluation(
     real_challenges: int = 5,
     checker: LivenessChecker | None = None,
     keep: Path | None = None,
+    kinds: Sequence[str] = KINDS,
 ) -> dict[str, Any]:
+    """APCER of ``count`` generated attacks of each of ``kinds`` and of every real attack sample
+    (``real_challenges`` random challenges each); ``keep`` keeps the written videos there."""
     checker = checker or LivenessChecker(
         FaceEngine(num_threads=2), limits=EVAL_LIMITS, num_threads=2
     )
@@ -144,7 +145,7 @@ def run_attack_evaluation(
                 if keep is None:
                     path.unlink(missing_ok=True)
 
-        generated = generated_attacks(checker, data, count, rng, judge_frames)
+        generated = generated_attacks(checker, data, count, rng, judge_frames, kinds)
         real = real_attacks(data, real_challenges, rng, policy, judge_frames, judge)
     return {
         "generated": {k: summarise(v) for k, v in generated.items()},
@@ -155,10 +156,21 @@ def run_attack_evaluation(
     }
 
 
-def generated_attacks(checker, data, count, rng, judge_frames) -> dict[str, list]:
+def generated_attacks(
+    checker: LivenessChecker,
+    data: Path,
+    count: int,
+    rng: random.Random,
+    judge_frames: JudgeFrames,
+    kinds: Sequence[str] = KINDS,
+) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    if count <= 0 and not (data / "faces").is_dir():
+        return results  # real attacks only, on a data folder without photos
+    # made even for count 0 when there are photos: it shuffles them with ``rng``, and the real
+    # attacks' challenges that follow must stay those of earlier reports
     maker = AttackMaker(checker.engine, checker.iris, data, "eval", rng)
-    results: dict[str, list] = {k: [] for k in KINDS}
-    for kind in KINDS:
+    for kind in kinds:
         for i in range(count):
             attack, challenge = maker.make(kind, i)
             (row,) = judge_frames(attack.frames, f"{kind}-{i:04d}", [challenge])
@@ -167,15 +179,21 @@ def generated_attacks(checker, data, count, rng, judge_frames) -> dict[str, list
     return results
 
 
-def real_attacks(data, n_challenges, rng, policy, judge_frames, judge) -> dict[str, Any]:
-    rows = list(csv.DictReader((data / "spoof" / "labels.csv").open()))
-    per_species: dict[str, list] = {}
+def real_attacks(
+    data: Path,
+    n_challenges: int,
+    rng: random.Random,
+    policy: ChallengePolicy,
+    judge_frames: JudgeFrames,
+    judge: Judge,
+) -> dict[str, Any]:
+    per_species: dict[str, list[dict[str, Any]]] = {}
     per_file = []
-    for k, row in enumerate(r for r in rows if r["label"] == "attack"):
-        species = row["attack_type"]
-        path = data / row["file"]
+    for k, sample in enumerate(load_spoof_samples(data)):
+        species = sample.attack_type
+        path = data / sample.file
         still = None
-        if row["medium"] == "image":
+        if sample.medium == "image":
             image = decode_image(path.read_bytes())
             still = still_video(image.rgb if hasattr(image, "rgb") else image)
         challenges = [
@@ -186,13 +204,13 @@ def real_attacks(data, n_challenges, rng, policy, judge_frames, judge) -> dict[s
         else:  # the attack video as recorded
             outcomes = judge(path.read_bytes(), challenges)
         for outcome in outcomes:
-            outcome["split"] = spoof_split(row["subject"])
+            outcome["split"] = sample.split
         per_species.setdefault(species, []).extend(outcomes)
         per_file.append(
             {
-                "file": row["file"],
+                "file": sample.file,
                 "species": species,
-                "split": spoof_split(row["subject"]),
+                "split": sample.split,
                 "accepted_without_flash": sum(o["live_without_flash"] for o in outcomes),
                 "accepted_with_flash": sum(o["live_with_flash"] for o in outcomes),
                 "attempts": len(outcomes),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import time
+from collections.abc import Callable, Iterable
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,16 @@ import numpy as np
 
 from facegate.engine.compare import load_calibration
 from facegate.engine.pipeline import FaceEngine
-from facegate.errors import FacegateError
+from facegate.errors import FacegateError, InputError
 from facegate.eval.det import FMR_TARGETS, fmr_fnmr, verification_report
-from facegate.eval.faces import EmbeddedSet, embed_images, identity_split, list_faces, pair_scores
+from facegate.eval.faces import (
+    EmbeddedSet,
+    LabelledImage,
+    embed_images,
+    identity_split,
+    list_faces,
+    pair_scores,
+)
 from facegate.eval.report import plot_det, write_json
 
 
@@ -62,6 +71,22 @@ def calibration_record(
     }
 
 
+def _progress_bar(
+    desc: str,
+) -> Callable[[Iterable[LabelledImage]], Iterable[LabelledImage]] | None:
+    """A tqdm progress bar on stderr, or none when tqdm (``facegate[eval]``) is not installed:
+    the bar is a convenience, the evaluation does not need it."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+
+    def bar(items: Iterable[LabelledImage]) -> Iterable[LabelledImage]:
+        return tqdm(items, desc=desc, unit="img", file=sys.stderr)
+
+    return bar
+
+
 def run_face_evaluation(
     root: Path,
     *,
@@ -78,19 +103,8 @@ def run_face_evaluation(
     needed = "all" if (write_calibration and calibrate_on != split) else split
     images = list_faces(root, needed)
     if not images:
-        raise FacegateError("no images found under the folder", code="empty_dataset")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        def bar(items):
-            return tqdm(
-                items,
-                desc=f"embedding ({engine.embedder.name})",
-                unit="img",
-                file=__import__("sys").stderr,
-            )
-
+        raise InputError("no images found under the folder", code="empty_dataset")
+    bar = _progress_bar(f"embedding ({engine.embedder.name})") if progress else None
     t0 = time.perf_counter()
     everything = embed_images(engine, images, progress=bar)
     embed_s = time.perf_counter() - t0
@@ -99,7 +113,7 @@ def run_face_evaluation(
     failed = attempted - len(evaluated.identities)
     genuine, impostor = pair_scores(evaluated, max_impostor_pairs)
     if len(genuine) == 0 or len(impostor) == 0:
-        raise FacegateError("not enough pairs to evaluate", code="empty_dataset")
+        raise InputError("not enough pairs to evaluate", code="empty_dataset")
     rep = verification_report(genuine, impostor)
     report: dict[str, Any] = {
         "dataset": str(root),

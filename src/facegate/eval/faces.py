@@ -6,44 +6,26 @@ so it is stable, needs no list, and no person is on both sides.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import FacegateError
+from facegate.eval.datasets import IMAGE_SUFFIXES, SPLITS, LabelledImage, identity_split, list_faces
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-SPLITS = ("all", "tune", "eval")
-
-
-def identity_split(identity: str) -> str:
-    """'tune' or 'eval': the first byte of sha256(identity) even -> tune."""
-    return "tune" if hashlib.sha256(identity.encode()).digest()[0] % 2 == 0 else "eval"
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    path: Path
-    identity: str
-
-
-def list_faces(root: Path, split: str = "all") -> list[LabelledImage]:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}")
-    out = []
-    for person in sorted(p for p in root.iterdir() if p.is_dir()):
-        if split != "all" and identity_split(person.name) != split:
-            continue
-        out.extend(
-            LabelledImage(f, person.name)
-            for f in sorted(person.iterdir())
-            if f.suffix.lower() in IMAGE_SUFFIXES
-        )
-    return out
+# the folder layout and the split are dataset knowledge (eval/datasets.py), re-exported here
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "SPLITS",
+    "EmbeddedSet",
+    "LabelledImage",
+    "embed_images",
+    "identity_split",
+    "list_faces",
+    "pair_scores",
+]
 
 
 @dataclass
@@ -66,7 +48,9 @@ def embed_images(
     progress: Callable[[Iterable[LabelledImage]], Iterable[LabelledImage]] | None = None,
 ) -> EmbeddedSet:
     items = list(images)
-    vectors, ids, failures = [], [], {}
+    vectors: list[np.ndarray] = []
+    ids: list[str] = []
+    failures: dict[str, int] = {}
     for item in progress(items) if progress else items:
         try:
             res = engine.analyse(

@@ -7,13 +7,13 @@ the untouched video (made before the challenge), a different sequence, the right
 1.0-1.6 s late, and the right sequence as a uniform tint of the whole frame. Every case is
 written as an MP4 and judged through the full video path (decode, track, sample colours).
 
-Videos are split by sha256(file name) like the face data: thresholds were set on ``tune``.
+Videos (the selfie captures of the data folder's videos/labels.csv, ``facegate.eval.datasets``)
+are split by sha256(file name) like the face data: thresholds were set on ``tune``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 import tempfile
 import time
@@ -25,7 +25,7 @@ import numpy as np
 from facegate.attack.lighting import render_flash
 from facegate.attack.media import on_time_grid, track_video, write_video
 from facegate.engine.pipeline import FaceEngine
-from facegate.eval.liveness import EVAL_LIMITS, VIDEO_ACTIONS
+from facegate.eval.datasets import EVAL_LIMITS, bona_fide_videos, load_video_truth, video_split
 from facegate.liveness.challenge import ChallengePolicy, create_challenge, random_flash
 from facegate.liveness.check import LivenessChecker
 from facegate.liveness.flash import judge_flash
@@ -33,10 +33,6 @@ from facegate.liveness.flash import judge_flash
 ATTACKS = ("no_flash", "wrong_sequence", "late_sequence", "uniform_tint")
 CUES = ("flash_correlation", "flash_steps", "flash_face_vs_background")
 FLASH_WINDOW_MS = 7000.0  # the flash plays at the start; later frames are not needed
-
-
-def video_split(name: str) -> str:
-    return "tune" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "eval"
 
 
 def run_flash_evaluation(
@@ -53,7 +49,8 @@ def run_flash_evaluation(
     )
     rng = random.Random(seed)
     policy = ChallengePolicy(flash=True)
-    names = [n for n in VIDEO_ACTIONS if split == "all" or video_split(n) == split]
+    truth_by_video = bona_fide_videos(load_video_truth(data))
+    names = [n for n in truth_by_video if split == "all" or video_split(n) == split]
     bona: list[dict[str, Any]] = []
     full: list[dict[str, Any]] = []  # bona fide trials judged on actions and every cue
     attacks: dict[str, list[dict[str, Any]]] = {k: [] for k in ATTACKS}
@@ -66,7 +63,7 @@ def run_flash_evaluation(
             whole = [(f.t_ms, f.rgb, f.mesh) for f in on_time_grid(tracked)]
             frames = on_time_grid([f for f in tracked if f.t_ms <= FLASH_WINDOW_MS])
             plain = [(f.t_ms, f.rgb, f.mesh) for f in frames]
-            truth = VIDEO_ACTIONS[name].contains
+            truth = truth_by_video[name].contains
             original = checker.analyse_video(
                 write_video([f.rgb for f in frames], out / "original.mp4").read_bytes()
             )

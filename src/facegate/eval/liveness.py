@@ -5,9 +5,11 @@ really contains, in the order they happen. BPCER = share of those judged not liv
 Replay (APCER["replay"]): the same videos judged against challenges asking for actions they do
 not contain, or for their own actions in the wrong order; every one must fail.
 
-Ground truth (``VIDEO_ACTIONS``) comes from videos/labels.csv, checked by eye where the labels
-say probable/unclear/slight (frames viewed at the times given). Actions we could not confirm
-either way are ``doubtful``: they appear neither in bona fide nor in replay challenges.
+Ground truth comes from the data folder's videos/labels.csv, with the conclusions checked by eye
+(where the labels say probable/unclear/slight) from a sidecar file: see
+``facegate.eval.datasets``. Actions we could not confirm either way are ``doubtful``: they appear
+neither in bona fide nor in replay challenges. Videos that are not a selfie capture (stage
+footage) must come out not live whatever is asked.
 """
 
 from __future__ import annotations
@@ -15,72 +17,22 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facegate.engine.pipeline import FaceEngine
-from facegate.errors import FacegateError
+from facegate.errors import InputError
+from facegate.eval.datasets import (
+    EVAL_LIMITS,
+    VideoTruth,
+    bona_fide_videos,
+    load_video_truth,
+    not_a_capture,
+)
 from facegate.eval.report import write_json
 from facegate.liveness.actions import ACTIONS
 from facegate.liveness.challenge import ChallengePolicy, create_challenge
 from facegate.liveness.check import LivenessChecker
-from facegate.liveness.video import VideoLimits
-
-
-@dataclass(frozen=True)
-class VideoTruth:
-    contains: tuple[str, ...]  # in time order
-    doubtful: frozenset[str] = frozenset()
-    note: str = ""
-
-
-VIDEO_ACTIONS: dict[str, VideoTruth] = {
-    "liveportrait_d0.mp4": VideoTruth(("blink",), note="label: probable blink 2.6-2.8 s"),
-    "liveportrait_d3.mp4": VideoTruth(
-        ("blink", "turn_left"),
-        frozenset({"look_down", "open_mouth"}),
-        "wink 0.5 s; nose toward image-right at 9 s (seen); eyes lowered 3.2-5.2 s; "
-        "mouth opens at 10.2 s and is still open when the clip ends",
-    ),
-    "liveportrait_d9.mp4": VideoTruth(("blink",), frozenset({"open_mouth"}), "repeated blinks"),
-    "liveportrait_d10.mp4": VideoTruth(
-        ("blink",), frozenset({"open_mouth", "look_up", "look_down"}), "wink 7.4 s; talking"
-    ),
-    "liveportrait_d12.mp4": VideoTruth(
-        (),
-        frozenset({"blink", "turn_left", "turn_right", "open_mouth"}),
-        "head tilt/turn 1.7-2.2 s (seen: mostly roll); laughs with open mouth ~7.2 s",
-    ),
-    "liveportrait_d14.mp4": VideoTruth(("blink",), note="wink 0.5 s; closures 3.7-6.7 s"),
-    "liveportrait_d18.mp4": VideoTruth(
-        ("blink", "open_mouth", "blink"),
-        note="eyes closed and mouth open at 3.2 s, mouth open 4.0-5.2 s, blink at 6.2 s (all seen)",
-    ),
-    "liveportrait_d20.mp4": VideoTruth((), frozenset({"blink"}), "blink unclear; small turn/nod"),
-    "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4": VideoTruth(
-        ("blink",), frozenset({"open_mouth"}), "blinks 0.4-5.2 s; speech"
-    ),
-    "tpsmm_driving.mp4": VideoTruth(
-        ("blink",), note="probable blinks ~0.8 and ~3.8 s; small moves"
-    ),
-    "ZubairCracksCode_real.mov": VideoTruth(
-        ("turn_right", "turn_left"),
-        frozenset({"blink", "look_up", "look_down"}),
-        "profile, nose toward image-left 7.2-9.4 s; then full profile with the nose toward "
-        "image-right 9.7-11.4 s (seen; the label's 'turned away'); the label's fast glance "
-        "toward image-right at 5.2-6.0 s reaches only ~11 degrees",
-    ),
-    "tranvanluyt2203_real.mp4": VideoTruth(
-        ("turn_left", "turn_right", "look_down", "look_up"),
-        frozenset({"blink"}),
-        "guided head-pose video; blinks unclear",
-    ),
-}
-# Stage footage with camera cuts and several performers: not a selfie capture, so not a
-# bona fide presentation for this system; it must come out not live whatever is asked.
-NOT_A_CAPTURE = {"face_recognition_short_hamilton_clip.mp4"}
-EVAL_LIMITS = VideoLimits(max_seconds=25.0)  # three labelled videos run 17.9-20.7 s
 
 
 def replay_challenges(truth: VideoTruth) -> list[tuple[str, tuple[str, ...]]]:
@@ -112,14 +64,15 @@ def run_liveness_evaluation(
     rendered reflections; with ``attacks`` the generated and real attack species."""
     videos = data / "videos"
     if not videos.is_dir():
-        raise FacegateError(f"no videos folder under {data}", code="dir_not_found")
+        raise InputError(f"no videos folder under {data}", code="dir_not_found")
+    truth_by_video = load_video_truth(data)
     checker = LivenessChecker(FaceEngine(num_threads=2), limits=EVAL_LIMITS, num_threads=2)
     policy = ChallengePolicy(min_actions=1)
     per_video: list[dict[str, Any]] = []
     bona_fide_total = bona_fide_rejected = 0
     replay_total = replay_accepted = 0
     replay_by_kind: dict[str, list[int]] = {}
-    for name, truth in VIDEO_ACTIONS.items():
+    for name, truth in bona_fide_videos(truth_by_video).items():
         data_bytes = (videos / name).read_bytes()
         t0 = time.perf_counter()
         analysis = checker.analyse_video(data_bytes)
@@ -164,7 +117,7 @@ def run_liveness_evaluation(
         }
         per_video.append(entry)
     not_capture = []
-    for name in sorted(NOT_A_CAPTURE):
+    for name in not_a_capture(truth_by_video):
         analysis = checker.analyse_video((videos / name).read_bytes())
         verdicts = [
             checker.judge_analysis(
@@ -180,7 +133,7 @@ def run_liveness_evaluation(
                 "reasons": sorted({r["code"] for v in verdicts for r in v["reasons"]}),
             }
         )
-    report = {
+    report: dict[str, Any] = {
         "bpcer": bona_fide_rejected / max(bona_fide_total, 1),
         "apcer": {"replay": replay_accepted / max(replay_total, 1)},
         "bona_fide": {"videos": bona_fide_total, "rejected": bona_fide_rejected},

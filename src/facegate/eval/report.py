@@ -8,11 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from facegate.errors import ConfigError
 from facegate.eval.det import det_curve
 
 
 def plot_det(genuine: np.ndarray, impostor: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
+    """The DET curve as a PNG. matplotlib is an evaluation-only dependency (``facegate[eval]``),
+    imported here so that the service never loads it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError(
+            "the DET plot needs matplotlib: pip install 'facegate[eval]'",
+            code="eval_extra_missing",
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -13,17 +13,13 @@ import secrets
 from dataclasses import dataclass
 from random import Random
 
-from facegate.errors import FacegateError
+from facegate.errors import ChallengeError, ChallengeExpiredError
 from facegate.liveness.actions import ACTIONS
 from facegate.liveness.flash import FLASH_PALETTE
 from facegate.protection.tokens import open_token, sign_token
 
 FLASH_COLOURS = FLASH_PALETTE  # what the page can show and the judge can read back
 TOKEN_VERSION = 1
-
-
-class ChallengeError(FacegateError):
-    default_code = "invalid_challenge"
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,9 @@ class Challenge:
     issued_at: float
     expires_at: float
     flash: tuple[tuple[str, int], ...] | None = None  # (colour, duration ms) shown in order
+    # what it was issued for: the answer can be used for this subject and purpose only
+    subject_id: str | None = None
+    purpose: str | None = None
 
     def payload(self) -> dict[str, object]:
         return {
@@ -60,6 +59,8 @@ class Challenge:
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
             "flash": [list(step) for step in self.flash] if self.flash else None,
+            "subject_id": self.subject_id,
+            "purpose": self.purpose,
         }
 
 
@@ -90,6 +91,8 @@ def create_challenge(
     now: float,
     rng: Random | None = None,
     actions: tuple[str, ...] | None = None,
+    subject_id: str | None = None,
+    purpose: str | None = None,
 ) -> Challenge:
     """A fresh challenge. ``actions`` fixes the sequence (evaluation, tests); still signed and
     single-use like any other."""
@@ -110,6 +113,8 @@ def create_challenge(
         issued_at=round(now, 3),
         expires_at=round(now + policy.ttl_s, 3),
         flash=random_flash(policy, rng) if policy.flash else None,
+        subject_id=subject_id,
+        purpose=purpose,
     )
 
 
@@ -134,11 +139,13 @@ def verify(token: str, key: bytes, *, now: float) -> Challenge:
             issued_at=float(p["issued_at"]),
             expires_at=float(p["expires_at"]),
             flash=flash,
+            subject_id=None if p.get("subject_id") is None else str(p["subject_id"]),
+            purpose=None if p.get("purpose") is None else str(p["purpose"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ChallengeError("the challenge token is not valid") from exc
     if now > challenge.expires_at:
-        raise ChallengeError("the challenge has expired", code="challenge_expired")
+        raise ChallengeExpiredError("the challenge has expired")
     if now < challenge.issued_at - 5:
         raise ChallengeError("the challenge token is not valid")
     return challenge

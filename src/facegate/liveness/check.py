@@ -12,7 +12,7 @@ import numpy as np
 
 from facegate.engine.compare import operating_point
 from facegate.engine.pipeline import FaceEngine
-from facegate.errors import FacegateError
+from facegate.errors import FaceError
 from facegate.liveness.actions import DEFAULT_ACTION_POLICY, ActionPolicy
 from facegate.liveness.challenge import Challenge
 from facegate.liveness.flash import (
@@ -181,10 +181,8 @@ class LivenessChecker:
         chips = analysis.chips
 
         def embed(indices: list[int]) -> list[np.ndarray | None]:
-            present = [i for i in indices if chips[i] is not None]
-            vectors = dict(
-                zip(present, self.engine.embedder.embed_chips([chips[i] for i in present]))
-            )
+            present = {i: chip for i in indices if (chip := chips[i]) is not None}
+            vectors = dict(zip(present, self.engine.embedder.embed_chips(list(present.values()))))
             return [vectors.get(i) for i in indices]
 
         return judge(
@@ -211,7 +209,7 @@ class LivenessChecker:
         signals, chips, timings = analysis.signals, analysis.chips, analysis.timings_ms
         t1 = time.perf_counter()
         if not any(s.face for s in signals):
-            raise FacegateError("no face was found in the video", code="no_face")
+            raise FaceError("no face was found in the video", code="no_face")
         verdict = self.judge_analysis(challenge, analysis)
         t2 = time.perf_counter()
         timings["judge_and_identity"] = (t2 - t1) * 1000

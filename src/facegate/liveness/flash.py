@@ -130,7 +130,8 @@ def detrend(y: np.ndarray) -> np.ndarray:
     """Each column without its mean and linear drift (slow changes: head motion, exposure)."""
     n = len(y)
     basis = np.stack([np.ones(n), np.linspace(-1, 1, n)], axis=1)
-    return y - basis @ (np.linalg.pinv(basis) @ y)
+    detrended: np.ndarray = y - basis @ (np.linalg.pinv(basis) @ y)
+    return detrended
 
 
 def fit_response(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from facegate.liveness.challenge import Challenge, ChallengeError
+from facegate.errors import ChallengeUsedError
+from facegate.liveness.challenge import Challenge
 
 
 class ChallengeLedger:
@@ -36,9 +37,7 @@ class ChallengeLedger:
                 )
             except sqlite3.IntegrityError as exc:
                 db.execute("ROLLBACK")
-                raise ChallengeError(
-                    "this challenge was already used", code="challenge_used"
-                ) from exc
+                raise ChallengeUsedError("this challenge was already used") from exc
             db.execute("COMMIT")
         finally:
             db.close()

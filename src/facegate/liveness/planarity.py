@@ -59,8 +59,9 @@ def homography_residual(src: np.ndarray, dst: np.ndarray, scale: float) -> float
 def judge_planarity(
     signals: Sequence[FrameSignals], policy: PlanarityPolicy = DEFAULT_PLANARITY_POLICY
 ) -> CueResult:
-    meshed = [
-        s
+    # (t_ms, yaw, pitch, mesh) of every frame with a face, its mesh and its pose
+    frames: list[tuple[float, float, float, np.ndarray]] = [
+        (s.t_ms, s.yaw_deg, s.pitch_deg, s.landmarks.mesh)
         for s in signals
         if s.face
         and s.landmarks is not None
@@ -68,30 +69,26 @@ def judge_planarity(
         and s.yaw_deg is not None
         and s.pitch_deg is not None
     ]
-    if not meshed:
+    if not frames:
         return CueResult("planarity", 0.0, policy.min_residual, False, "no face to check")
-    t0 = meshed[0].t_ms
-    base = [s for s in meshed if s.t_ms <= t0 + policy.baseline_ms]
-    yaw0 = float(np.median([s.yaw_deg for s in base]))
-    pitch0 = float(np.median([s.pitch_deg for s in base]))
-    ref = min(base, key=lambda s: abs(s.yaw_deg - yaw0) + abs(s.pitch_deg - pitch0))  # type: ignore[operator]
-    ref_mesh = ref.landmarks.mesh  # type: ignore[union-attr]
+    t0 = frames[0][0]
+    base = [f for f in frames if f[0] <= t0 + policy.baseline_ms]
+    yaw0 = float(np.median([f[1] for f in base]))
+    pitch0 = float(np.median([f[2] for f in base]))
+    ref_mesh = min(base, key=lambda f: abs(f[1] - yaw0) + abs(f[2] - pitch0))[3]
     idx = rigid_points(ref_mesh)
     span = float(np.linalg.norm(ref_mesh[33, :2] - ref_mesh[263, :2]))
     moved = [
-        s
-        for s in meshed
-        if abs(s.yaw_deg - yaw0) >= policy.min_yaw_change_deg  # type: ignore[operator]
-        or abs(s.pitch_deg - pitch0) >= policy.min_pitch_change_deg  # type: ignore[operator]
+        f
+        for f in frames
+        if abs(f[1] - yaw0) >= policy.min_yaw_change_deg
+        or abs(f[2] - pitch0) >= policy.min_pitch_change_deg
     ]
     if len(moved) < policy.min_frames:
         return CueResult(
             "planarity", 0.0, policy.min_residual, False, "the head did not turn enough to check"
         )
-    residuals = [
-        homography_residual(ref_mesh[idx, :2], s.landmarks.mesh[idx, :2], span)  # type: ignore[union-attr]
-        for s in moved
-    ]
+    residuals = [homography_residual(ref_mesh[idx, :2], f[3][idx, :2], span) for f in moved]
     score = float(np.median(residuals))
     passed = score >= policy.min_residual
     return CueResult(

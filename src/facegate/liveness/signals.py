@@ -46,9 +46,9 @@ def eye_aspect_ratio(contour: np.ndarray) -> float:
 
 
 def mouth_openness(mesh: np.ndarray) -> float:
-    gap = np.linalg.norm(mesh[MOUTH_INNER_TOP, :2] - mesh[MOUTH_INNER_BOTTOM, :2])
-    width = np.linalg.norm(mesh[MOUTH_LEFT, :2] - mesh[MOUTH_RIGHT, :2])
-    return float(gap / max(width, 1e-6))
+    gap = float(np.linalg.norm(mesh[MOUTH_INNER_TOP, :2] - mesh[MOUTH_INNER_BOTTOM, :2]))
+    width = float(np.linalg.norm(mesh[MOUTH_LEFT, :2] - mesh[MOUTH_RIGHT, :2]))
+    return gap / max(width, 1e-6)
 
 
 class IrisModel:

@@ -17,7 +17,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from facegate.errors import InputError
+from facegate.errors import InputError, TooLargeError
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iter
     if not data:
         raise InputError("the video is empty", code="empty_file")
     if len(data) > limits.max_bytes:
-        raise InputError(
+        raise TooLargeError(
             "the video is larger than the byte limit",
             code="video_too_large",
             bytes=len(data),
@@ -54,14 +54,15 @@ def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iter
     # OpenCV (>= 4.10) reads from any io.BufferedIOBase, so the bytes never touch the disk.
     # It does not keep the stream alive itself: ``stream`` must outlive ``cap`` (else a segfault).
     stream = io.BytesIO(data)
-    cap = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [])
+    # (OpenCV's stubs know only its own IStreamReader, not the Python file objects it accepts)
+    cap = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [])  # type: ignore[call-overload]
     try:
         if not cap.isOpened():
             raise InputError("the file is not a readable video", code="not_a_video")
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if max(width, height) > limits.max_long_side or min(width, height) > limits.max_short_side:
-            raise InputError(
+            raise TooLargeError(
                 "the video resolution is over the limit",
                 code="video_resolution_too_high",
                 width=width,
@@ -73,7 +74,7 @@ def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iter
             fps = 30.0
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         if math.isfinite(count) and count > 0 and count / fps > limits.max_seconds + 0.5:
-            raise InputError(
+            raise TooLargeError(
                 "the video is longer than allowed",
                 code="video_too_long",
                 seconds=round(count / fps, 2),
@@ -95,7 +96,7 @@ def read_frames(data: bytes, limits: VideoLimits = DEFAULT_VIDEO_LIMITS) -> Iter
                 else index * 1000.0 / fps
             )
             if t_ms > limits.max_seconds * 1000 + 500:
-                raise InputError(
+                raise TooLargeError(
                     "the video is longer than allowed",
                     code="video_too_long",
                     limit=limits.max_seconds,

@@ -14,19 +14,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from facegate.errors import FacegateError
+from facegate.errors import ConfigError, ProtectionError
 
 NONCE_BYTES = 12
-
-
-class ProtectionError(FacegateError):
-    default_code = "protection_error"
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -45,7 +41,7 @@ def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
 class KeyRing:
     """Master keys by version; ``current`` wraps new data keys."""
 
-    keys: dict[int, bytes]
+    keys: dict[int, bytes] = field(repr=False)  # master keys: never in a repr, log or traceback
     current: int
     path: Path | None = None  # where it lives, when file-backed (rotation writes it)
 
@@ -63,7 +59,7 @@ class KeyRing:
     def add_version(self) -> int:
         """A new master key becomes current (file-backed key rings only)."""
         if self.path is None:
-            raise ProtectionError(
+            raise ConfigError(
                 "master keys come from FACEGATE_MASTER_KEYS: put the new key first there",
                 code="keys_from_environment",
             )
@@ -83,20 +79,12 @@ class KeyRing:
         tmp.replace(self.path)
 
 
-def default_key_file() -> Path:
-    """``FACEGATE_KEY_FILE``, else ``$XDG_CONFIG_HOME/facegate/master.keys``: deliberately not in
-    the data folder, so that a copy of the data folder alone opens nothing."""
-    env = os.environ.get("FACEGATE_KEY_FILE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "facegate" / "master.keys"
-
-
-def load_keyring(key_file: Path | None = None) -> KeyRing:
-    """``FACEGATE_MASTER_KEYS`` ("3:hex,2:hex": current first), else the key file (0600),
-    created with one fresh key on first start."""
-    env = os.environ.get("FACEGATE_MASTER_KEYS")
+def load_keyring(key_file: Path, master_keys: str | None = None) -> KeyRing:
+    """The master keys: ``master_keys`` ("3:hex,2:hex": current first, from the setting
+    ``FACEGATE_MASTER_KEYS``) when given, else the key file (0600), created with one fresh key on
+    first start. The key file is deliberately not in the data folder (``Settings.key_file``), so
+    that a copy of the data folder alone opens nothing."""
+    env = master_keys
     if env:
         keys: dict[int, bytes] = {}
         order: list[int] = []
@@ -106,11 +94,11 @@ def load_keyring(key_file: Path | None = None) -> KeyRing:
                 keys[int(version)] = bytes.fromhex(hexkey)
                 order.append(int(version))
         except ValueError as exc:
-            raise ProtectionError("FACEGATE_MASTER_KEYS is malformed", code="bad_key") from exc
+            raise ConfigError("FACEGATE_MASTER_KEYS is malformed", code="bad_key") from exc
         if not order or any(len(k) != 32 for k in keys.values()):
-            raise ProtectionError("master keys must be 32 bytes (64 hex digits)", code="bad_key")
+            raise ConfigError("master keys must be 32 bytes (64 hex digits)", code="bad_key")
         return KeyRing(keys, order[0])
-    path = key_file or default_key_file()
+    path = key_file
     if path.exists():
         data = json.loads(path.read_text())
         return KeyRing(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,8 +17,8 @@ from facegate.protection.transform import protect
 @dataclass(frozen=True)
 class TenantSecrets:
     tenant_id: str
-    dek: bytes
-    seed: bytes
+    dek: bytes = field(repr=False)  # key material: never in a repr, log or traceback
+    seed: bytes = field(repr=False)
     transform_version: int
 
     def derived_key(self, label: str) -> bytes:

@@ -35,7 +35,8 @@ def orthogonal_matrix(seed: bytes, version: int, dim: int) -> np.ndarray:
 def protect(vector: np.ndarray, seed: bytes, version: int) -> np.ndarray:
     """Transform a unit embedding; the result is unit length too."""
     q = orthogonal_matrix(seed, version, vector.shape[-1])
-    return (vector.astype(np.float64) @ q.T).astype(np.float32)
+    out: np.ndarray = (vector.astype(np.float64) @ q.T).astype(np.float32)
+    return out
 
 
 def retransform(
@@ -46,4 +47,5 @@ def retransform(
     dim = protected.shape[-1]
     old = orthogonal_matrix(old_seed, old_version, dim)
     new = orthogonal_matrix(new_seed, new_version, dim)
-    return ((protected.astype(np.float64) @ old) @ new.T).astype(np.float32)
+    out: np.ndarray = ((protected.astype(np.float64) @ old) @ new.T).astype(np.float32)
+    return out

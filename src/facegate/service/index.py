@@ -1,6 +1,9 @@
-"""In-process 1:N index over protected (transformed) templates, one gallery per tenant and space.
+"""1:N indexes over protected (transformed) templates, one gallery per tenant and space, behind
+one ``GalleryIndex`` protocol: ``MemoryIndex`` (in-process faiss), ``DatabaseIndex`` (pgvector)
+and ``MilvusIndex`` (milvus_index.py).
 
-Two kinds, chosen by measurement (bench/bench_index.py, README "1:N index"):
+The in-process index comes in two kinds, chosen by measurement (bench/bench_index.py,
+README "1:N index"):
 - ``flat`` (default): exact inner-product search (faiss ``IndexFlatIP``, one OpenMP thread).
   Perfect recall, no build time; latency grows linearly (about 4 ms per 50k templates here).
 - ``hnsw``: faiss ``IndexHNSWFlat`` for large galleries. It stores the full vectors, so the
@@ -14,12 +17,14 @@ log, so several worker processes agree.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import faiss
 import numpy as np
+
+from facegate.storage.base import TemplateLogEntry, VectorStore
 
 faiss.omp_set_num_threads(1)
 
@@ -62,14 +67,53 @@ class _Gallery:
         if self.kind == "hnsw":
             self.removed.add(label)
         else:
-            self.index.remove_ids(np.array([label], np.int64))
+            self.index.remove_ids(np.array([label], np.int64))  # type: ignore[arg-type]  # faiss takes ids
 
     @property
     def live_count(self) -> int:
         return int(self.index.ntotal) - len(self.removed)
 
 
-class GalleryIndex:
+class GalleryIndex(Protocol):
+    """What the service needs of a 1:N index. ``external`` indexes live in the database itself
+    (nothing to hold or sync in the worker); the others are fed from the template log."""
+
+    external: bool
+    synced_seq: int
+
+    def add(
+        self, tenant_id: str, space_id: str, template_id: str, subject_id: str, vector: np.ndarray
+    ) -> None: ...
+
+    def add_many(self, items: list[tuple[str, str, str, str, np.ndarray]]) -> None: ...
+
+    def remove(self, template_id: str) -> None: ...
+
+    def search(
+        self,
+        tenant_id: str,
+        space_id: str,
+        vector: np.ndarray,
+        k: int = 10,
+        min_score: float = -1.0,
+    ) -> list[Hit]: ...
+
+    def size(self, tenant_id: str, space_id: str) -> int: ...
+
+    def reset(self) -> None: ...
+
+    def needs_rebuild(self) -> bool: ...
+
+    def store_vector(self, template_id: str, vector: np.ndarray) -> None:
+        """Called inside the enrolment transaction: a database index writes the vector there."""
+        ...
+
+
+class MemoryIndex:
+    """The in-process index: exact (``flat``) or HNSW, rebuilt at start, fed from the log."""
+
+    external = False
+
     def __init__(self, kind: str = "flat", ef_search: int = 128) -> None:
         if kind not in ("flat", "hnsw"):
             raise ValueError("index kind must be flat or hnsw")
@@ -150,16 +194,17 @@ class GalleryIndex:
             self._where.clear()
             self.synced_seq = 0
 
-    def sync(
-        self, log: list[tuple[int, str, str, str]], load: Callable[[str], tuple | None]
-    ) -> None:
-        apply_template_log(self, log, load)
+    def store_vector(self, template_id: str, vector: np.ndarray) -> None:
+        """Nothing to write: this index learns of new templates from the template log."""
+
+
+IndexItem = tuple[str, str, str, np.ndarray]  # tenant, space, subject, protected vector
 
 
 def apply_template_log(
-    index: LogFedIndex,
-    log: list[tuple[int, str, str, str]],
-    load: Callable[[str], tuple | None],
+    index: GalleryIndex,
+    log: Sequence[TemplateLogEntry],
+    load: Callable[[str], IndexItem | None],
 ) -> None:
     """Apply template-log entries newer than the index's last sync; ``load(template_id)``
     returns (tenant, space, subject, protected vector) or None when the template is gone."""
@@ -173,27 +218,15 @@ def apply_template_log(
         index.synced_seq = max(index.synced_seq, seq)
 
 
-class LogFedIndex(Protocol):
-    """An index kept up to date from the template log (in-process, or Milvus)."""
-
-    synced_seq: int
-
-    def add(
-        self, tenant_id: str, space_id: str, template_id: str, subject_id: str, vector: np.ndarray
-    ) -> None: ...
-
-    def remove(self, template_id: str) -> None: ...
-
-
 class DatabaseIndex:
     """The 1:N index of a database that indexes vectors itself (PostgreSQL + pgvector): nothing
     to hold or sync in the worker, every worker sees the same index."""
 
     external = True
-    synced_seq = 0
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: VectorStore) -> None:
         self.store = store
+        self.synced_seq = 0
 
     def search(
         self,
@@ -209,10 +242,16 @@ class DatabaseIndex:
     def size(self, tenant_id: str, space_id: str) -> int:
         return self.store.count_protected(tenant_id, space_id)
 
-    def add(self, *args: object) -> None:
+    def store_vector(self, template_id: str, vector: np.ndarray) -> None:
+        self.store.set_protected_vector(template_id, vector)
+
+    # The database is the index: the template rows themselves are what is searched.
+    def add(
+        self, tenant_id: str, space_id: str, template_id: str, subject_id: str, vector: np.ndarray
+    ) -> None:
         pass
 
-    def add_many(self, items: list) -> None:
+    def add_many(self, items: list[tuple[str, str, str, str, np.ndarray]]) -> None:
         pass
 
     def remove(self, template_id: str) -> None:
@@ -223,6 +262,3 @@ class DatabaseIndex:
 
     def needs_rebuild(self) -> bool:
         return False
-
-    def sync(self, log: list, load: Callable[[str], tuple | None]) -> None:
-        pass

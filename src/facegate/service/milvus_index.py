@@ -1,4 +1,4 @@
-"""A Milvus index adapter with the GalleryIndex interface, for galleries past one machine.
+"""A Milvus index adapter behind the GalleryIndex protocol, for galleries past one machine.
 
 One collection per embedding space holding (template id, tenant, subject, transformed vector);
 searches filter by tenant. Tested against milvus-lite (a local file), which speaks the same
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
 
 import numpy as np
 
-from facegate.service.index import Hit, apply_template_log
+from facegate.service.index import Hit
 
 
 class MilvusIndex:
@@ -73,7 +72,7 @@ class MilvusIndex:
         with self._lock:
             for start in range(0, len(items), batch):
                 chunk = items[start : start + batch]
-                by_space: dict[str, list[dict]] = {}
+                by_space: dict[str, list[dict[str, object]]] = {}
                 for tenant_id, space_id, template_id, subject_id, vector in chunk:
                     name = self._ensure(space_id, len(vector))
                     by_space.setdefault(name, []).append(
@@ -143,10 +142,8 @@ class MilvusIndex:
     def needs_rebuild(self) -> bool:
         return False
 
-    def sync(
-        self, log: list[tuple[int, str, str, str]], load: Callable[[str], tuple | None]
-    ) -> None:
-        apply_template_log(self, log, load)
+    def store_vector(self, template_id: str, vector: np.ndarray) -> None:
+        """Nothing to write in the transaction: Milvus is fed from the template log."""
 
 
 def _quoted(value: str) -> str:

@@ -1,23 +1,202 @@
-"""The storage interface the service needs. ``SQLiteStore`` is the embedded default; other
-backends (PostgreSQL) implement the same methods with the same transactional meaning."""
+"""The storage contract: the rows the service reads, as typed values, and the ``Store``
+protocol listing every method the service calls. ``SQLiteStore`` (the embedded default) and
+``PostgresStore`` implement it with the same transactional meaning.
+
+Rows hold ciphertexts of (transformed) templates only: never an image or a plain embedding.
+"""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple, Protocol
 
-from facegate.storage.sql import ApiKeyRow, TemplateRow, TenantRow
+
+@dataclass(frozen=True)
+class TenantRow:
+    id: str
+    name: str
+    created_at: float
+    kek_version: int
+    wrapped_dek: bytes = field(repr=False)
+    sealed_transform_seed: bytes = field(repr=False)
+    transform_version: int
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApiKeyRow:
+    id: str
+    tenant_id: str
+    secret_hash: str = field(repr=False)
+    roles: frozenset[str]
+    label: str
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class SubjectRow:
+    tenant_id: str
+    id: str
+    external_ref: str | None
+    created_at: float
+    last_activity_at: float
+    erased_at: float | None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    id: str
+    tenant_id: str
+    subject_id: str
+    purpose: str
+    text_version: str
+    method: str
+    granted_at: float
+    withdrawn_at: float | None
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    seq: int
+    id: str
+    tenant_id: str
+    subject_id: str
+    space_id: str
+    transform_version: int
+    sealed_vector: bytes = field(repr=False)
+    source: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class LivenessSessionRow:
+    """A liveness check's outcome, spent by one enrolment or verification."""
+
+    tenant_id: str
+    id: str
+    live: bool
+    space_id: str | None
+    sealed_vector: bytes | None = field(repr=False)
+    summary: dict[str, Any]
+    expires_at: float
+    used_at: float | None
+    subject_id: str | None = None
+    purpose: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptureLinkRow:
+    """A capture link's state; its token is never stored (only its id)."""
+
+    tenant_id: str
+    id: str
+    subject_id: str
+    flow: str
+    key_id: str
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+    revoked_at: float | None = None
+    key_revoked: bool = False
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    seq: int
+    at: float
+    tenant_id: str | None
+    actor: str
+    action: str
+    subject_id: str | None
+    outcome: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AttemptPolicy:
+    """The lockout: ``max_failures`` counted failures within ``window_s`` lock the subject for
+    ``lock_s`` from the last of them."""
+
+    max_failures: int
+    window_s: float
+    lock_s: float
+
+
+@dataclass(frozen=True)
+class LockState:
+    locked_until: float | None
+    lockouts: int
+
+
+class TemplateLogEntry(NamedTuple):
+    """One insert or delete of a template; in-process indexes catch up by replaying these."""
+
+    seq: int
+    tenant_id: str
+    template_id: str
+    op: str  # "add" or "remove"
 
 
 class Store(Protocol):
-    """Every method touches one tenant's rows only (the tenant id is always an argument),
-    and ``tx()`` groups several calls into one atomic transaction."""
+    """Every method touches one tenant's rows only (the tenant id is always an argument, except
+    for operator tasks over all tenants), and ``tx()`` groups calls into one atomic transaction."""
 
-    def active_consent(
-        self, tenant_id: str, subject_id: str, purpose: str
-    ) -> dict[str, Any] | None: ...
+    # transactions and locks
+    def tx(self) -> AbstractContextManager[Any]: ...
+
+    def lock_tenant(self, tenant_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    # tenants and keys
+    def add_tenant(self, row: TenantRow) -> None: ...
+
+    def get_tenant(self, tenant_id: str) -> TenantRow | None: ...
+
+    def tenant_by_name(self, name: str) -> TenantRow | None: ...
+
+    def list_tenants(self) -> list[TenantRow]: ...
+
+    def update_tenant_settings(self, tenant_id: str, settings: dict[str, Any]) -> None: ...
+
+    def update_tenant_keys(
+        self,
+        tenant_id: str,
+        *,
+        kek_version: int,
+        wrapped_dek: bytes,
+        sealed_transform_seed: bytes | None = None,
+        transform_version: int | None = None,
+    ) -> None: ...
 
     def add_api_key(self, tenant_id: str, roles: frozenset[str], label: str, now: float) -> str: ...
+
+    def get_api_key(self, key_id: str) -> ApiKeyRow | None: ...
+
+    def revoke_api_key(self, tenant_id: str, key_id: str, now: float) -> bool: ...
+
+    # subjects and consents
+    def add_subject(
+        self, tenant_id: str, subject_id: str, external_ref: str | None, now: float
+    ) -> None: ...
+
+    def get_subject(self, tenant_id: str, subject_id: str) -> SubjectRow | None: ...
+
+    def touch_subject(self, tenant_id: str, subject_id: str, now: float) -> None: ...
+
+    def mark_subject_erased(self, tenant_id: str, subject_id: str, now: float) -> None: ...
+
+    def expired_subjects(self, tenant_id: str, before: float) -> list[str]: ...
 
     def add_consent(
         self,
@@ -29,6 +208,42 @@ class Store(Protocol):
         now: float,
     ) -> str: ...
 
+    def consents(self, tenant_id: str, subject_id: str) -> list[ConsentRow]: ...
+
+    def active_consent(
+        self, tenant_id: str, subject_id: str, purpose: str
+    ) -> ConsentRow | None: ...
+
+    def withdraw_consents(
+        self, tenant_id: str, subject_id: str, now: float, consent_id: str | None = None
+    ) -> int: ...
+
+    # templates and their log
+    def add_template(self, row: TemplateRow) -> None: ...
+
+    def get_template(self, template_id: str) -> TemplateRow | None: ...
+
+    def templates_of(self, tenant_id: str, subject_id: str) -> list[TemplateRow]: ...
+
+    def all_templates(self, tenant_id: str | None = None) -> list[TemplateRow]: ...
+
+    def delete_templates(
+        self, tenant_id: str, subject_id: str, template_id: str | None = None
+    ) -> list[str]: ...
+
+    def replace_template_vector(
+        self, template_id: str, sealed_vector: bytes, transform_version: int
+    ) -> None: ...
+
+    def template_log_since(self, seq: int) -> list[TemplateLogEntry]: ...
+
+    def last_log_seq(self) -> int: ...
+
+    # liveness and lockout
+    def spend_challenge(
+        self, tenant_id: str, challenge_id: str, expires_at: float, now: float
+    ) -> bool: ...
+
     def add_liveness_session(
         self,
         tenant_id: str,
@@ -38,20 +253,53 @@ class Store(Protocol):
         sealed_vector: bytes | None,
         summary: dict[str, Any],
         expires_at: float,
+        subject_id: str | None = None,
+        purpose: str | None = None,
     ) -> None: ...
 
-    def add_subject(
-        self, tenant_id: str, subject_id: str, external_ref: str | None, now: float
-    ) -> None: ...
+    def take_liveness_session(
+        self,
+        tenant_id: str,
+        session_id: str,
+        subject_id: str,
+        purposes: tuple[str, ...],
+        now: float,
+    ) -> LivenessSessionRow | None: ...
 
-    def add_template(self, row: TemplateRow) -> None: ...
+    def add_capture_link(self, row: CaptureLinkRow) -> None: ...
 
-    def add_tenant(self, row: TenantRow) -> None: ...
+    def get_capture_link(self, tenant_id: str, link_id: str) -> CaptureLinkRow | None: ...
 
-    def add_verify_failure(self, tenant_id: str, subject_id: str, now: float) -> None: ...
+    def spend_capture_link(self, tenant_id: str, link_id: str, now: float) -> bool: ...
 
-    def all_templates(self, tenant_id: str | None = None) -> list[TemplateRow]: ...
+    def revoke_capture_link(self, tenant_id: str, link_id: str, now: float) -> bool: ...
 
+    # attempts and locks (attempts.py)
+    def begin_attempt(
+        self,
+        tenant_id: str,
+        subject_id: str,
+        attempt_id: str,
+        kind: str,
+        now: float,
+        policy: AttemptPolicy,
+    ) -> tuple[float, bool]: ...
+
+    def settle_attempt(
+        self,
+        tenant_id: str,
+        subject_id: str,
+        attempt_id: str,
+        succeeded: bool,
+        now: float,
+        policy: AttemptPolicy,
+    ) -> bool: ...
+
+    def clear_lock(self, tenant_id: str, subject_id: str) -> None: ...
+
+    def lock_state(self, tenant_id: str, subject_id: str) -> LockState: ...
+
+    # audit
     def append_audit(
         self,
         *,
@@ -66,72 +314,16 @@ class Store(Protocol):
 
     def audit_records(
         self, tenant_id: str | None = None, subject_id: str | None = None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[AuditRecord]: ...
 
-    def close(self) -> None: ...
 
-    def consents(self, tenant_id: str, subject_id: str) -> list[dict[str, Any]]: ...
+class VectorStore(Store, Protocol):
+    """A database that indexes the transformed vectors itself (PostgreSQL + pgvector)."""
 
-    def delete_templates(
-        self, tenant_id: str, subject_id: str, template_id: str | None = None
-    ) -> list[str]: ...
+    def set_protected_vector(self, template_id: str, vector: Any) -> None: ...
 
-    def expired_subjects(self, tenant_id: str, before: float) -> list[str]: ...
+    def search_protected(
+        self, tenant_id: str, space_id: str, vector: Any, k: int
+    ) -> list[tuple[str, str, float]]: ...
 
-    def get_api_key(self, key_id: str) -> ApiKeyRow | None: ...
-
-    def get_subject(self, tenant_id: str, subject_id: str) -> dict[str, Any] | None: ...
-
-    def get_template(self, template_id: str) -> TemplateRow | None: ...
-
-    def get_tenant(self, tenant_id: str) -> TenantRow | None: ...
-
-    def last_log_seq(self) -> int: ...
-
-    def list_tenants(self) -> list[TenantRow]: ...
-
-    def mark_subject_erased(self, tenant_id: str, subject_id: str, now: float) -> None: ...
-
-    def replace_template_vector(
-        self, template_id: str, sealed_vector: bytes, transform_version: int
-    ) -> None: ...
-
-    def revoke_api_key(self, tenant_id: str, key_id: str, now: float) -> bool: ...
-
-    def spend_challenge(
-        self, tenant_id: str, challenge_id: str, expires_at: float, now: float
-    ) -> bool: ...
-
-    def take_liveness_session(
-        self, tenant_id: str, session_id: str, now: float
-    ) -> dict[str, Any] | None: ...
-
-    def template_log_since(self, seq: int) -> list[tuple[int, str, str, str]]: ...
-
-    def templates_of(self, tenant_id: str, subject_id: str) -> list[TemplateRow]: ...
-
-    def tenant_by_name(self, name: str) -> TenantRow | None: ...
-
-    def touch_subject(self, tenant_id: str, subject_id: str, now: float) -> None: ...
-
-    def tx(self) -> AbstractContextManager[Any]: ...
-
-    def update_tenant_keys(
-        self,
-        tenant_id: str,
-        *,
-        kek_version: int,
-        wrapped_dek: bytes,
-        sealed_transform_seed: bytes | None = None,
-        transform_version: int | None = None,
-    ) -> None: ...
-
-    def update_tenant_settings(self, tenant_id: str, settings: dict[str, Any]) -> None: ...
-
-    def verify_failures_since(
-        self, tenant_id: str, subject_id: str, since: float
-    ) -> list[float]: ...
-
-    def withdraw_consents(
-        self, tenant_id: str, subject_id: str, now: float, consent_id: str | None = None
-    ) -> int: ...
+    def count_protected(self, tenant_id: str, space_id: str) -> int: ...

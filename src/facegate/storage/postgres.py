@@ -15,73 +15,10 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from facegate.storage.sql import SQLStore, _Conn
+from facegate.storage.connection import Connection
+from facegate.storage.migrations import POSTGRES
+from facegate.storage.sql import SQLStore
 
-SCHEMA: list[str] = [
-    """
-    CREATE EXTENSION IF NOT EXISTS vector;
-    CREATE TABLE tenants (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,
-        kek_version INTEGER NOT NULL, wrapped_dek BYTEA NOT NULL,
-        sealed_transform_seed BYTEA NOT NULL, transform_version INTEGER NOT NULL,
-        settings TEXT NOT NULL
-    );
-    CREATE TABLE api_keys (
-        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        secret_hash TEXT NOT NULL, roles TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
-        created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION
-    );
-    CREATE TABLE subjects (
-        tenant_id TEXT NOT NULL REFERENCES tenants(id), id TEXT NOT NULL, external_ref TEXT,
-        created_at DOUBLE PRECISION NOT NULL, last_activity_at DOUBLE PRECISION NOT NULL,
-        erased_at DOUBLE PRECISION, PRIMARY KEY (tenant_id, id)
-    );
-    CREATE TABLE consents (
-        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, subject_id TEXT NOT NULL,
-        purpose TEXT NOT NULL, text_version TEXT NOT NULL, method TEXT NOT NULL,
-        granted_at DOUBLE PRECISION NOT NULL, withdrawn_at DOUBLE PRECISION,
-        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
-    );
-    CREATE TABLE templates (
-        seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
-        subject_id TEXT NOT NULL, space_id TEXT NOT NULL, transform_version INTEGER NOT NULL,
-        sealed_vector BYTEA NOT NULL, source TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-        protected vector,
-        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
-    );
-    CREATE INDEX templates_by_subject ON templates (tenant_id, subject_id);
-    CREATE TABLE template_log (
-        seq BIGSERIAL PRIMARY KEY, tenant_id TEXT NOT NULL, template_id TEXT NOT NULL,
-        op TEXT NOT NULL CHECK (op IN ('add', 'remove'))
-    );
-    CREATE TABLE spent_challenges (
-        tenant_id TEXT NOT NULL, id TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (tenant_id, id)
-    );
-    CREATE TABLE liveness_sessions (
-        tenant_id TEXT NOT NULL, id TEXT NOT NULL, live INTEGER NOT NULL, space_id TEXT,
-        sealed_vector BYTEA, summary TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
-        used_at DOUBLE PRECISION, PRIMARY KEY (tenant_id, id)
-    );
-    CREATE TABLE verify_failures (
-        tenant_id TEXT NOT NULL, subject_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL
-    );
-    CREATE INDEX verify_failures_by_subject ON verify_failures (tenant_id, subject_id, at);
-    CREATE TABLE audit (
-        seq BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, tenant_id TEXT, actor TEXT NOT NULL,
-        action TEXT NOT NULL, subject_id TEXT, outcome TEXT NOT NULL, details TEXT NOT NULL,
-        prev_hash TEXT NOT NULL, hash TEXT NOT NULL
-    );
-    CREATE FUNCTION audit_append_only() RETURNS trigger AS $$
-        BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql;
-    CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
-        FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-    """,
-    # 2: counting a tenant's gallery must not read every vector
-    """
-    CREATE INDEX templates_by_space ON templates (tenant_id, space_id);
-    """,
-]
 _SPACE = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 AUDIT_LOCK = 7_355_608
 
@@ -105,7 +42,7 @@ class PostgresStore(SQLStore):
     def _connect(self) -> Any:
         return psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
 
-    def _begin(self, db: _Conn) -> None:
+    def _begin(self, db: Connection) -> None:
         db.execute("BEGIN")
 
     def migrate(self) -> None:
@@ -114,14 +51,21 @@ class PostgresStore(SQLStore):
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = db.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
             version = row["v"] or 0
-            for number, script in enumerate(SCHEMA[version:], start=version + 1):
+            for number, script in enumerate(POSTGRES[version:], start=version + 1):
                 db.raw.execute(script)
                 db.execute("INSERT INTO schema_version VALUES (?)", (number,))
 
     def lock_tenant(self, tenant_id: str) -> None:
         self._db().execute("SELECT pg_advisory_xact_lock(hashtext(?))", (tenant_id,))
 
-    def _lock_audit(self, db: _Conn) -> None:
+    def lock_subject(self, db: Connection, tenant_id: str, subject_id: str) -> None:
+        """Attempt decisions for one subject run one at a time across workers and machines."""
+        db.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(?))",
+            ("attempts|" + tenant_id + "|" + subject_id,),
+        )
+
+    def _lock_audit(self, db: Connection) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
 
     # -- the pgvector index ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """SQLStore: every query of the service, in SQL that SQLite and PostgreSQL both speak.
 
-A backend (``sqlite.py``, ``postgres.py``) supplies the connection, the transaction start, its
-migrations and its integrity-error type; queries are written with ``?`` placeholders.
+The backends (``sqlite.py``, ``postgres.py``) supply connections and migrations
+(``connection.py``); the audit log's queries are in ``audit.py``, liveness sessions and lockout
+counts in ``sessions.py``.
 Only ciphertexts of (transformed) templates are stored; no image, no plain embedding. A crash
 mid-request leaves no half-written enrolment: every multi-row change runs in one transaction.
 """
@@ -11,138 +12,26 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from facegate.errors import FacegateError
-
-GENESIS_HASH = "0" * 64
-
-
-class StoreError(FacegateError):
-    default_code = "store_error"
-
-
-@dataclass(frozen=True)
-class TenantRow:
-    id: str
-    name: str
-    created_at: float
-    kek_version: int
-    wrapped_dek: bytes
-    sealed_transform_seed: bytes
-    transform_version: int
-    settings: dict[str, Any]
+from facegate.errors import ConflictError
+from facegate.storage.attempts import AttemptQueries
+from facegate.storage.audit import AuditLog
+from facegate.storage.base import (
+    ApiKeyRow,
+    ConsentRow,
+    SubjectRow,
+    TemplateLogEntry,
+    TemplateRow,
+    TenantRow,
+)
+from facegate.storage.sessions import SessionQueries
 
 
-@dataclass(frozen=True)
-class ApiKeyRow:
-    id: str
-    tenant_id: str
-    secret_hash: str
-    roles: frozenset[str]
-    label: str
-    revoked: bool
+class SQLStore(AuditLog, SessionQueries, AttemptQueries):
+    """Every query of the service, in SQL that SQLite and PostgreSQL both speak."""
 
-
-@dataclass(frozen=True)
-class TemplateRow:
-    seq: int
-    id: str
-    tenant_id: str
-    subject_id: str
-    space_id: str
-    transform_version: int
-    sealed_vector: bytes
-    source: str
-    created_at: float
-
-
-def audit_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    body = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256((prev_hash + "|" + body).encode()).hexdigest()
-
-
-class _Conn:
-    """A DB-API connection that takes ``?`` placeholders whatever the driver wants."""
-
-    def __init__(self, raw: Any, placeholder: str) -> None:
-        self.raw = raw
-        self.placeholder = placeholder
-
-    def execute(self, sql: str, args: Any = ()) -> Any:
-        if self.placeholder != "?":
-            sql = sql.replace("?", self.placeholder)
-        return self.raw.execute(sql, args)
-
-
-class SQLStore:
-    """Shared queries. Subclasses set ``placeholder`` and ``integrity_errors`` and implement
-    ``_connect``, ``_begin`` and ``migrate``."""
-
-    placeholder = "?"
-    integrity_errors: tuple[type[Exception], ...] = ()
     stores_protected_vectors = False  # True where the database itself indexes (pgvector)
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    # -- connections and transactions ---------------------------------------------------------
-
-    def _connect(self) -> Any:
-        raise NotImplementedError
-
-    def _begin(self, db: _Conn) -> None:
-        raise NotImplementedError
-
-    def migrate(self) -> None:
-        raise NotImplementedError
-
-    def lock_tenant(self, tenant_id: str) -> None:
-        """Serialise enrolments of one tenant across workers (inside ``tx``)."""
-
-    def _lock_audit(self, db: _Conn) -> None:
-        """Serialise audit appends across workers (inside ``tx``)."""
-
-    def _db(self) -> _Conn:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = _Conn(self._connect(), self.placeholder)
-            self._local.db = db
-            self._local.depth = 0
-        return db
-
-    @contextmanager
-    def tx(self) -> Iterator[_Conn]:
-        """One write transaction (nested calls join the outer one)."""
-        db = self._db()
-        if self._local.depth:
-            self._local.depth += 1
-            try:
-                yield db
-            finally:
-                self._local.depth -= 1
-            return
-        self._begin(db)
-        self._local.depth = 1
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
-        finally:
-            self._local.depth = 0
-
-    def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.raw.close()
-            self._local.db = None
 
     # -- tenants and keys -------------------------------------------------------------------
 
@@ -163,7 +52,7 @@ class SQLStore:
                     ),
                 )
             except self.integrity_errors as exc:
-                raise StoreError("a tenant with that name exists", code="tenant_exists") from exc
+                raise ConflictError("a tenant with that name exists", code="tenant_exists") from exc
 
     def _tenant(self, r: Any) -> TenantRow | None:
         if r is None:
@@ -263,15 +152,15 @@ class SQLStore:
                     (tenant_id, subject_id, external_ref, now, now),
                 )
             except self.integrity_errors as exc:
-                raise StoreError("that subject id exists", code="subject_exists") from exc
+                raise ConflictError("that subject id exists", code="subject_exists") from exc
 
-    def get_subject(self, tenant_id: str, subject_id: str) -> dict[str, Any] | None:
+    def get_subject(self, tenant_id: str, subject_id: str) -> SubjectRow | None:
         r = (
             self._db()
             .execute("SELECT * FROM subjects WHERE tenant_id=? AND id=?", (tenant_id, subject_id))
             .fetchone()
         )
-        return dict(r) if r else None
+        return SubjectRow(**dict(r)) if r else None
 
     def touch_subject(self, tenant_id: str, subject_id: str, now: float) -> None:
         with self.tx() as db:
@@ -304,16 +193,14 @@ class SQLStore:
             )
         return consent_id
 
-    def consents(self, tenant_id: str, subject_id: str) -> list[dict[str, Any]]:
+    def consents(self, tenant_id: str, subject_id: str) -> list[ConsentRow]:
         rows = self._db().execute(
             "SELECT * FROM consents WHERE tenant_id=? AND subject_id=? ORDER BY granted_at",
             (tenant_id, subject_id),
         )
-        return [dict(r) for r in rows]
+        return [ConsentRow(**dict(r)) for r in rows]
 
-    def active_consent(
-        self, tenant_id: str, subject_id: str, purpose: str
-    ) -> dict[str, Any] | None:
+    def active_consent(self, tenant_id: str, subject_id: str, purpose: str) -> ConsentRow | None:
         r = (
             self._db()
             .execute(
@@ -323,7 +210,7 @@ class SQLStore:
             )
             .fetchone()
         )
-        return dict(r) if r else None
+        return ConsentRow(**dict(r)) if r else None
 
     def withdraw_consents(
         self, tenant_id: str, subject_id: str, now: float, consent_id: str | None = None
@@ -431,12 +318,12 @@ class SQLStore:
                 (sealed_vector, transform_version, template_id),
             )
 
-    def template_log_since(self, seq: int) -> list[tuple[int, str, str, str]]:
+    def template_log_since(self, seq: int) -> list[TemplateLogEntry]:
         rows = self._db().execute(
             "SELECT seq, tenant_id, template_id, op FROM template_log WHERE seq>? ORDER BY seq",
             (seq,),
         )
-        return [(r["seq"], r["tenant_id"], r["template_id"], r["op"]) for r in rows]
+        return [TemplateLogEntry(r["seq"], r["tenant_id"], r["template_id"], r["op"]) for r in rows]
 
     def last_log_seq(self) -> int:
         return int(
@@ -454,185 +341,7 @@ class SQLStore:
         )
         return [r["id"] for r in rows]
 
-    # -- liveness ---------------------------------------------------------------------------
-
-    def spend_challenge(
-        self, tenant_id: str, challenge_id: str, expires_at: float, now: float
-    ) -> bool:
-        """True when spent now; False when it had been spent before."""
-        with self.tx() as db:
-            db.execute("DELETE FROM spent_challenges WHERE expires_at < ?", (now - 3600,))
-            try:
-                db.execute(
-                    "INSERT INTO spent_challenges VALUES (?, ?, ?)",
-                    (tenant_id, challenge_id, expires_at),
-                )
-            except self.integrity_errors:
-                return False
-            return True
-
-    def add_liveness_session(
-        self,
-        tenant_id: str,
-        session_id: str,
-        live: bool,
-        space_id: str | None,
-        sealed_vector: bytes | None,
-        summary: dict[str, Any],
-        expires_at: float,
-    ) -> None:
-        with self.tx() as db:
-            db.execute("DELETE FROM liveness_sessions WHERE expires_at < ?", (expires_at - 7200,))
-            db.execute(
-                "INSERT INTO liveness_sessions VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                (
-                    tenant_id,
-                    session_id,
-                    int(live),
-                    space_id,
-                    sealed_vector,
-                    json.dumps(summary),
-                    expires_at,
-                ),
-            )
-
-    def take_liveness_session(
-        self, tenant_id: str, session_id: str, now: float
-    ) -> dict[str, Any] | None:
-        """Single use: returns the session once, and only before it expires."""
-        with self.tx() as db:
-            r = db.execute(
-                "SELECT * FROM liveness_sessions WHERE tenant_id=? AND id=?",
-                (tenant_id, session_id),
-            ).fetchone()
-            if r is None or r["used_at"] is not None or r["expires_at"] < now:
-                return None
-            db.execute(
-                "UPDATE liveness_sessions SET used_at=?, sealed_vector=NULL"
-                " WHERE tenant_id=? AND id=?",
-                (now, tenant_id, session_id),
-            )
-            out = dict(r)
-            out["summary"] = json.loads(out["summary"])
-            return out
-
-    # -- lockout ----------------------------------------------------------------------------
-
-    def add_verify_failure(self, tenant_id: str, subject_id: str, now: float) -> None:
-        with self.tx() as db:
-            db.execute("INSERT INTO verify_failures VALUES (?, ?, ?)", (tenant_id, subject_id, now))
-
-    def verify_failures_since(self, tenant_id: str, subject_id: str, since: float) -> list[float]:
-        rows = self._db().execute(
-            "SELECT at FROM verify_failures"
-            " WHERE tenant_id=? AND subject_id=? AND at>=? ORDER BY at",
-            (tenant_id, subject_id, since),
-        )
-        return [r["at"] for r in rows]
-
-    # -- audit ------------------------------------------------------------------------------
-
-    def append_audit(
-        self,
-        *,
-        at: float,
-        tenant_id: str | None,
-        actor: str,
-        action: str,
-        subject_id: str | None,
-        outcome: str,
-        details: dict[str, Any],
-    ) -> None:
-        with self.tx() as db:
-            self._lock_audit(db)
-            last = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            prev = last["hash"] if last else GENESIS_HASH
-            seq = int(
-                db.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM audit").fetchone()["n"]
-            )
-            record = {
-                "seq": seq,
-                "at": at,
-                "tenant_id": tenant_id,
-                "actor": actor,
-                "action": action,
-                "subject_id": subject_id,
-                "outcome": outcome,
-                "details": details,
-            }
-            db.execute(
-                "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    seq,
-                    at,
-                    tenant_id,
-                    actor,
-                    action,
-                    subject_id,
-                    outcome,
-                    json.dumps(details, sort_keys=True),
-                    prev,
-                    audit_hash(prev, record),
-                ),
-            )
-
-    def audit_records(
-        self, tenant_id: str | None = None, subject_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM audit", []
-        clauses = []
-        if tenant_id is not None:
-            clauses.append("tenant_id=?")
-            args.append(tenant_id)
-        if subject_id is not None:
-            clauses.append("subject_id=?")
-            args.append(subject_id)
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        rows = self._db().execute(sql + " ORDER BY seq", args)
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["details"] = json.loads(d["details"])
-            out.append(d)
-        return out
-
 
 def hash_secret(secret: str) -> str:
     """API key secrets are 256-bit random, so one SHA-256 is enough (no password stretching)."""
     return hashlib.sha256(b"facegate-api-key|" + secret.encode()).hexdigest()
-
-
-def verify_audit_chain(records: list[dict[str, Any]]) -> tuple[bool, list[dict[str, Any]]]:
-    """Recompute the chain; returns (ok, problems). Finds altered, removed and reordered records."""
-    problems = []
-    prev = GENESIS_HASH
-    expected_seq = 1
-    for r in records:
-        if r["seq"] != expected_seq:
-            problems.append(
-                {
-                    "seq": r["seq"],
-                    "problem": f"expected record {expected_seq} here (removed or reordered)",
-                }
-            )
-        if r["prev_hash"] != prev:
-            problems.append({"seq": r["seq"], "problem": "does not follow the previous record"})
-        record = {
-            k: r[k]
-            for k in (
-                "seq",
-                "at",
-                "tenant_id",
-                "actor",
-                "action",
-                "subject_id",
-                "outcome",
-                "details",
-            )
-        }
-        if audit_hash(r["prev_hash"], record) != r["hash"]:
-            problems.append({"seq": r["seq"], "problem": "content altered"})
-        prev = r["hash"]
-        expected_seq = r["seq"] + 1
-    return not problems, problems

@@ -10,8 +10,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from facegate.storage.schema import MIGRATIONS
-from facegate.storage.sql import SQLStore, _Conn
+from facegate.storage.connection import Connection
+from facegate.storage.migrations import SQLITE
+from facegate.storage.sql import SQLStore
 
 
 class SQLiteStore(SQLStore):
@@ -31,11 +32,11 @@ class SQLiteStore(SQLStore):
         db.execute("PRAGMA synchronous=FULL")
         return db
 
-    def _begin(self, db: _Conn) -> None:
+    def _begin(self, db: Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
 
     def migrate(self) -> None:
         db = self._db().raw
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for number, script in enumerate(SQLITE[version:], start=version + 1):
             db.executescript("BEGIN IMMEDIATE;" + script + f";PRAGMA user_version={number};COMMIT;")

@@ -1,0 +1,186 @@
+"""Capture links: a short-lived signed link for one subject and one flow, handed to a person's
+browser instead of an API key; the capture page's consent, decline, challenge and submit.
+
+A link is also a row: it can be revoked, it dies with the key that issued it, and an enrolment
+link is spent by its one submission (a conditional update, so two tabs cannot both enrol)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from facegate.errors import (
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    ProtectionError,
+    UnauthenticatedError,
+)
+from facegate.protection.tokens import open_token, peek_token, sign_token
+from facegate.service.context import Caller, ServiceContext
+from facegate.service.enrolment import Enrolment
+from facegate.service.liveness import LivenessSessions
+from facegate.service.matching import Matching
+from facegate.service.policy import CAPTURE_LINK_TTL_S, CONSENT_PURPOSE
+from facegate.service.probes import Probes
+from facegate.service.subjects import Subjects
+from facegate.storage.base import CaptureLinkRow, TenantRow
+
+FLOWS = ("enroll", "verify")
+PAGE_CONSENT_METHOD = "capture page: 'I agree' after reading the consent text"
+
+
+class Capture:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        subjects: Subjects,
+        liveness: LivenessSessions,
+        probes: Probes,
+        enrolment: Enrolment,
+        matching: Matching,
+    ) -> None:
+        self.ctx = ctx
+        self.subjects = subjects
+        self.liveness = liveness
+        self.probes = probes
+        self.enrolment = enrolment
+        self.matching = matching
+
+    def capture_key(self, tenant: TenantRow) -> bytes:
+        return self.ctx.secrets_of(tenant).derived_key("capture")
+
+    def new_link(
+        self, caller: Caller, subject_id: str, flow: str, ttl_s: float = CAPTURE_LINK_TTL_S
+    ) -> dict[str, Any]:
+        """A short-lived link for one subject and one flow."""
+        if flow not in FLOWS:
+            raise InputError("flow must be enroll or verify", code="bad_request")
+        if not caller.roles & {flow, "admin"}:
+            raise ForbiddenError(f"this key cannot start a {flow} capture")
+        ctx = self.ctx
+        ctx.subject(caller, subject_id)
+        tenant = ctx.tenant(caller.tenant_id)
+        link_id = secrets.token_hex(12)
+        now = ctx.now()
+        expires = now + ttl_s
+        ctx.store.add_capture_link(
+            CaptureLinkRow(tenant.id, link_id, subject_id, flow, caller.key_id, now, expires)
+        )
+        token = sign_token(
+            self.capture_key(tenant),
+            "facegate-capture",
+            {
+                "v": 1,
+                "id": link_id,
+                "tenant": tenant.id,
+                "subject": subject_id,
+                "flow": flow,
+                "exp": expires,
+            },
+        )
+        ctx.audit(
+            caller,
+            "capture.create",
+            "ok",
+            subject_id=subject_id,
+            details={"capture_id": link_id, "flow": flow},
+        )
+        return {
+            "id": link_id,
+            "capture_token": token,
+            "url": f"/?t={token}",
+            "flow": flow,
+            "expires_at": expires,
+        }
+
+    def revoke_link(self, caller: Caller, link_id: str) -> dict[str, Any]:
+        if not self.ctx.store.revoke_capture_link(caller.tenant_id, link_id, self.ctx.now()):
+            raise NotFoundError("no such capture link")
+        self.ctx.audit(caller, "capture.revoke", "ok", details={"capture_id": link_id})
+        return {"id": link_id, "revoked": True}
+
+    def open(self, token: str) -> tuple[Caller, str, str]:
+        """(caller, subject id, flow) for a capture token, or ``invalid_capture_token``."""
+        ctx = self.ctx
+        try:
+            tenant = ctx.store.get_tenant(str(peek_token(token).get("tenant")))
+            if tenant is None:
+                raise ValueError("tenant")
+            p = open_token(self.capture_key(tenant), "facegate-capture", token)
+            if p.get("v") != 1 or float(p["exp"]) < ctx.now() or p["flow"] not in FLOWS:
+                raise ValueError("expired")
+            link = ctx.store.get_capture_link(tenant.id, str(p["id"]))
+            if link is None or link.revoked_at is not None or link.key_revoked:
+                raise ValueError("revoked")
+        except (ValueError, KeyError, TypeError, ProtectionError) as exc:
+            raise UnauthenticatedError(
+                "this capture link is not valid or has expired", code="invalid_capture_token"
+            ) from exc
+        caller = Caller(tenant.id, f"capture:{p['id']}", frozenset({p["flow"]}))
+        return caller, str(p["subject"]), str(p["flow"])
+
+    def info(self, caller: Caller, subject_id: str, flow: str) -> dict[str, Any]:
+        """What the page shows before any face is processed: consent text and the alternative."""
+        settings = self.ctx.tenant(caller.tenant_id).settings
+        consent = self.ctx.store.active_consent(caller.tenant_id, subject_id, CONSENT_PURPOSE)
+        return {
+            "flow": flow,
+            "consent_given": consent is not None,
+            **{
+                k: settings[k]
+                for k in ("consent_text", "consent_text_version", "non_face_alternative")
+            },
+        }
+
+    def consent(self, caller: Caller, subject_id: str) -> dict[str, Any]:
+        version = self.ctx.tenant(caller.tenant_id).settings["consent_text_version"]
+        return self.subjects.grant_consent(
+            caller, subject_id, CONSENT_PURPOSE, version, PAGE_CONSENT_METHOD
+        )
+
+    def decline(self, caller: Caller, subject_id: str) -> dict[str, Any]:
+        self.ctx.audit(caller, "consent.decline", "ok", subject_id=subject_id)
+        settings = self.ctx.tenant(caller.tenant_id).settings
+        return {"non_face_alternative": settings["non_face_alternative"]}
+
+    def _not_spent(self, caller: Caller, flow: str) -> None:
+        link = self.ctx.store.get_capture_link(caller.tenant_id, caller.key_id[len("capture:") :])
+        if flow == "enroll" and (link is None or link.used_at is not None):
+            raise ConflictError(
+                "this enrolment link has been used; ask for a new one", code="capture_link_used"
+            )
+
+    def challenge(self, caller: Caller, subject_id: str, flow: str) -> dict[str, Any]:
+        """The server's challenge (actions and colour flash) for this subject and flow; it
+        counts against the subject's attempts until a live answer arrives."""
+        self.ctx.require_consent(caller, subject_id)
+        self._not_spent(caller, flow)
+        return self.liveness.new_challenge(caller, None, None, subject_id, flow)
+
+    def submit(self, token: str, challenge_token: str, video: bytes) -> dict[str, Any]:
+        """Liveness, then enrolment or verification from the same session, in one step."""
+        caller, subject_id, flow = self.open(token)
+        link_id = caller.key_id[len("capture:") :]
+        if flow == "enroll" and not self.ctx.store.spend_capture_link(
+            caller.tenant_id, link_id, self.ctx.now()
+        ):
+            raise ConflictError(
+                "this enrolment link has been used; ask for a new one", code="capture_link_used"
+            )
+        verdict = self.liveness.submit(caller, challenge_token, video, subject_id, flow)
+        out: dict[str, Any] = {
+            "flow": flow,
+            "live": verdict["live"],
+            "reasons": verdict["reasons"],
+            "actions": verdict["actions"],
+            "result": None,
+        }
+        if verdict["live"] and verdict["session_id"]:
+            probe = self.probes.from_session(caller, verdict["session_id"], subject_id, (flow,))
+            if flow == "enroll":
+                out["result"] = self.enrolment.enroll(caller, subject_id, probe, "liveness")
+            else:
+                out["result"] = self.matching.verify(caller, subject_id, probe)
+        return out

@@ -1,0 +1,112 @@
+"""One settings object, read once from the environment and passed down.
+
+Every ``FACEGATE_*`` variable is read here and nowhere else (docs/configuration.md lists them).
+Secrets (the master keys, a database URL that may carry a password) are held with
+``repr=False`` so that a logged or printed ``Settings`` never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from facegate.errors import ConfigError
+
+INDEX_KINDS = ("flat", "hnsw", "milvus")
+MIB = 1024 * 1024
+
+
+def default_threads() -> int:
+    """Interpreter threads per worker: two where there are two cores. On this 2-core machine,
+    two workers with two threads each verify a photo in ~30 ms instead of ~45 ms when the
+    service is not saturated, and lose ~15% throughput when it is (bench/bench_all.py)."""
+    return min(2, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a facegate process needs to know about its deployment."""
+
+    data_dir: Path
+    key_file: Path
+    master_keys: str | None = field(default=None, repr=False)
+    challenge_key: str | None = field(default=None, repr=False)  # the offline CLI's only
+    database_url: str | None = field(default=None, repr=False)
+    index: str = "flat"
+    milvus_uri: str | None = None
+    models_dir: Path | None = None
+    embedder: str | None = None  # None: the engine's default embedder
+    max_body_bytes: int = 32 * MIB  # a 30 MB video plus form overhead
+    rate_per_minute: int = 120  # per API key
+    capture_rate_per_minute: int = 30  # per capture link (a capture needs a handful)
+    address_rate_per_minute: int = 600  # per client address, before authentication; 0: off
+    auth_failures_per_minute: int = 20  # 401 answers per client address; 0: off
+    num_threads: int = 1
+    liveness: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable once; refuse malformed values with a clear ``ConfigError``."""
+        env = os.environ if env is None else env
+        home = Path.home()
+        data_dir = Path(
+            env.get("FACEGATE_DATA_DIR")
+            or Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "facegate"
+        )
+        key_file = Path(
+            env.get("FACEGATE_KEY_FILE")
+            or Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "facegate" / "master.keys"
+        )
+        index = env.get("FACEGATE_INDEX", "flat")
+        if index not in INDEX_KINDS:
+            raise ConfigError(
+                f"FACEGATE_INDEX must be one of {', '.join(INDEX_KINDS)}", code="bad_setting"
+            )
+        models_dir = env.get("FACEGATE_MODELS_DIR")
+        return cls(
+            data_dir=data_dir,
+            key_file=key_file,
+            master_keys=env.get("FACEGATE_MASTER_KEYS") or None,
+            challenge_key=env.get("FACEGATE_CHALLENGE_KEY") or None,
+            database_url=env.get("FACEGATE_DATABASE_URL") or None,
+            index=index,
+            milvus_uri=env.get("FACEGATE_MILVUS_URI") or None,
+            models_dir=Path(models_dir) if models_dir else None,
+            embedder=env.get("FACEGATE_EMBEDDER") or None,
+            max_body_bytes=_int(env, "FACEGATE_MAX_BODY_BYTES", 32 * MIB, low=1024),
+            rate_per_minute=_int(env, "FACEGATE_RATE_PER_MINUTE", 120, low=1),
+            capture_rate_per_minute=_int(env, "FACEGATE_CAPTURE_RATE_PER_MINUTE", 30, low=1),
+            address_rate_per_minute=_int(env, "FACEGATE_RATE_PER_ADDRESS_PER_MINUTE", 600, low=0),
+            auth_failures_per_minute=_int(env, "FACEGATE_AUTH_FAILURES_PER_MINUTE", 20, low=0),
+            num_threads=_int(env, "FACEGATE_THREADS", default_threads(), low=1),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests, the CLI's flags)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url) and str(self.database_url).startswith(
+            ("postgresql://", "postgres://")
+        )
+
+    def ensure_data_dir(self) -> Path:
+        """The data folder, created on first use with mode 0700."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.data_dir
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number", code="bad_setting") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}", code="bad_setting")
+    return value

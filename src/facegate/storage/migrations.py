@@ -1,0 +1,254 @@
+"""Both backends' migrations, side by side: entry N of each list is migration N for that
+backend, in the same words where the dialects allow, and both must produce the same tables
+and columns (tests/service/test_migrations.py). The one difference allowed: PostgreSQL's
+``templates.protected`` pgvector column, its index over the transformed templates. SQLite
+records the last migration in ``PRAGMA user_version``, PostgreSQL in a ``schema_version`` table.
+"""
+
+SQLITE: list[str] = [
+    # 1: the whole first schema
+    """
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        kek_version INTEGER NOT NULL,
+        wrapped_dek BLOB NOT NULL,
+        sealed_transform_seed BLOB NOT NULL,
+        transform_version INTEGER NOT NULL,
+        settings TEXT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        secret_hash TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE subjects (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        id TEXT NOT NULL,
+        external_ref TEXT,
+        created_at REAL NOT NULL,
+        last_activity_at REAL NOT NULL,
+        erased_at REAL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        text_version TEXT NOT NULL,
+        method TEXT NOT NULL,
+        granted_at REAL NOT NULL,
+        withdrawn_at REAL,
+        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
+    );
+    CREATE TABLE templates (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        space_id TEXT NOT NULL,
+        transform_version INTEGER NOT NULL,
+        sealed_vector BLOB NOT NULL,
+        source TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
+    );
+    CREATE INDEX templates_by_subject ON templates (tenant_id, subject_id);
+    -- every insert and delete of a template, so that each worker's in-memory index can catch up
+    CREATE TABLE template_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        template_id TEXT NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('add', 'remove'))
+    );
+    CREATE TABLE spent_challenges (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE liveness_sessions (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        live INTEGER NOT NULL,
+        space_id TEXT,
+        sealed_vector BLOB,
+        summary TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE verify_failures (
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX verify_failures_by_subject ON verify_failures (tenant_id, subject_id, at);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        tenant_id TEXT,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject_id TEXT,
+        outcome TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    -- the audit log is append-only: the database itself refuses edits and deletions
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """,
+    # 2: counting a tenant's gallery by its index (as PostgreSQL's migration 2)
+    """
+    CREATE INDEX templates_by_space ON templates (tenant_id, space_id);
+    """,
+    # 3: every guess at a subject counted, locks that last (attempts, subject_locks, replacing
+    # verify_failures); liveness sessions bound to a subject and purpose; capture links as rows
+    # (single use for enrolment, revocable, dying with their issuing key)
+    """
+    DROP TABLE verify_failures;
+    CREATE TABLE attempts (
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE INDEX attempts_by_subject ON attempts (tenant_id, subject_id, at);
+    CREATE TABLE subject_locks (
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        locked_until REAL,
+        lockouts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, subject_id)
+    );
+    ALTER TABLE liveness_sessions ADD COLUMN subject_id TEXT;
+    ALTER TABLE liveness_sessions ADD COLUMN purpose TEXT;
+    CREATE TABLE capture_links (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        revoked_at REAL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    """,
+]
+
+
+POSTGRES: list[str] = [
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,
+        kek_version INTEGER NOT NULL, wrapped_dek BYTEA NOT NULL,
+        sealed_transform_seed BYTEA NOT NULL, transform_version INTEGER NOT NULL,
+        settings TEXT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        secret_hash TEXT NOT NULL, roles TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+        created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION
+    );
+    CREATE TABLE subjects (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id), id TEXT NOT NULL, external_ref TEXT,
+        created_at DOUBLE PRECISION NOT NULL, last_activity_at DOUBLE PRECISION NOT NULL,
+        erased_at DOUBLE PRECISION, PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, subject_id TEXT NOT NULL,
+        purpose TEXT NOT NULL, text_version TEXT NOT NULL, method TEXT NOT NULL,
+        granted_at DOUBLE PRECISION NOT NULL, withdrawn_at DOUBLE PRECISION,
+        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
+    );
+    CREATE TABLE templates (
+        seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL, space_id TEXT NOT NULL, transform_version INTEGER NOT NULL,
+        sealed_vector BYTEA NOT NULL, source TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        protected vector,
+        FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
+    );
+    CREATE INDEX templates_by_subject ON templates (tenant_id, subject_id);
+    CREATE TABLE template_log (
+        seq BIGSERIAL PRIMARY KEY, tenant_id TEXT NOT NULL, template_id TEXT NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('add', 'remove'))
+    );
+    CREATE TABLE spent_challenges (
+        tenant_id TEXT NOT NULL, id TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE liveness_sessions (
+        tenant_id TEXT NOT NULL, id TEXT NOT NULL, live INTEGER NOT NULL, space_id TEXT,
+        sealed_vector BYTEA, summary TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        used_at DOUBLE PRECISION, PRIMARY KEY (tenant_id, id)
+    );
+    CREATE TABLE verify_failures (
+        tenant_id TEXT NOT NULL, subject_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX verify_failures_by_subject ON verify_failures (tenant_id, subject_id, at);
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, tenant_id TEXT, actor TEXT NOT NULL,
+        action TEXT NOT NULL, subject_id TEXT, outcome TEXT NOT NULL, details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+    );
+    CREATE FUNCTION audit_append_only() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+    """,
+    # 2: counting a tenant's gallery must not read every vector
+    """
+    CREATE INDEX templates_by_space ON templates (tenant_id, space_id);
+    """,
+    # 3: every guess at a subject counted, locks that last (attempts, subject_locks, replacing
+    # verify_failures); liveness sessions bound to a subject and purpose; capture links as rows
+    # (single use for enrolment, revocable, dying with their issuing key)
+    """
+    DROP TABLE verify_failures;
+    CREATE TABLE attempts (
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE INDEX attempts_by_subject ON attempts (tenant_id, subject_id, at);
+    CREATE TABLE subject_locks (
+        tenant_id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        locked_until DOUBLE PRECISION,
+        lockouts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, subject_id)
+    );
+    ALTER TABLE liveness_sessions ADD COLUMN subject_id TEXT;
+    ALTER TABLE liveness_sessions ADD COLUMN purpose TEXT;
+    CREATE TABLE capture_links (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        used_at DOUBLE PRECISION,
+        revoked_at DOUBLE PRECISION,
+        PRIMARY KEY (tenant_id, id)
+    );
+    """,
+]

@@ -1,0 +1,123 @@
+"""Route dependencies as ``Annotated`` aliases: the service, the authenticated caller with the
+roles a route needs, the capture link's context, and upload reading.
+
+Authentication comes first, then the key's rate limit, then its roles, so an unknown key learns
+nothing about limits or roles. (The per-address limits run earlier, in ``RateLimit``; a capture
+link's limit is taken with its token, before the token is checked.) The bearer and
+``X-API-Key`` schemes are declared with FastAPI's security classes so that OpenAPI lists them
+and marks every authenticated operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from facegate.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
+from facegate.service import ROLES, Caller, FaceService
+from facegate.web.middleware import ADDRESS_STATE, RateLimits, retry_after
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerKey",
+    bearerFormat="fg_<id>_<secret>",
+    description="An API key: `Authorization: Bearer fg_<id>_<secret>`.",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKeyHeader",
+    description="The same API key in a header, for clients that cannot set Authorization.",
+)
+capture_scheme = APIKeyHeader(
+    name="X-Capture-Token",
+    auto_error=False,
+    scheme_name="CaptureToken",
+    description="The token of a capture link (POST /v1/capture-links), held by the capture page.",
+)
+
+
+def service_of(request: Request) -> FaceService:
+    """The process's FaceService, opened by the app on start (see ``facegate.web.app``)."""
+    service: FaceService = request.app.state.get_service()
+    return service
+
+
+ServiceDep = Annotated[FaceService, Depends(service_of)]
+
+
+def rate_limits(request: Request) -> RateLimits:
+    """The app's shared rate limits (``facegate.web.app`` builds them from the settings)."""
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+def caller_with(*roles: str) -> Callable[..., Caller]:
+    """Dependency: the authenticated, rate-limited caller, holding one of ``roles``."""
+
+    def dependency(
+        request: Request,
+        svc: ServiceDep,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+        api_key: Annotated[str | None, Depends(api_key_scheme)],
+    ) -> Caller:
+        token = bearer.credentials if bearer is not None else (api_key or "")
+        caller = svc.authenticate(token) if token else None
+        if caller is None:
+            raise UnauthenticatedError("a valid API key is required")
+        limits = rate_limits(request)
+        address = getattr(request.state, ADDRESS_STATE, None)
+        if address is not None:
+            limits.authenticated(address)
+        wait = limits.for_key(caller.key_id)
+        if wait:
+            raise RateLimitedError(
+                "too many requests for this key", retry_after_s=retry_after(wait)
+            )
+        if not caller.roles & set(roles):
+            raise ForbiddenError(f"this key needs one of the roles: {', '.join(roles)}")
+        return caller
+
+    return dependency
+
+
+def capture_token(request: Request, token: Annotated[str | None, Depends(capture_scheme)]) -> str:
+    """The raw capture-link token ('' when absent: the service refuses it as invalid), within
+    its link's rate limit. The limit is taken before the token is checked, so a forged token
+    costs a bucket of its own too; a failed check then also counts against the address."""
+    token = token or ""
+    if token:
+        wait = rate_limits(request).for_capture_link(token)
+        if wait:
+            raise RateLimitedError(
+                "too many requests for this capture link", retry_after_s=retry_after(wait)
+            )
+    return token
+
+
+CaptureTokenDep = Annotated[str, Depends(capture_token)]
+
+
+def capture_context(svc: ServiceDep, token: CaptureTokenDep) -> tuple[Caller, str, str]:
+    """Dependency for the capture page: (caller, subject id, flow) from its capture token."""
+    return svc.open_capture(token)
+
+
+CaptureDep = Annotated[tuple[Caller, str, str], Depends(capture_context)]
+AdminDep = Annotated[Caller, Depends(caller_with("admin"))]
+EnrollerDep = Annotated[Caller, Depends(caller_with("enroll", "admin"))]
+VerifierDep = Annotated[Caller, Depends(caller_with("verify", "admin"))]
+SearcherDep = Annotated[Caller, Depends(caller_with("search"))]
+DuplicatesDep = Annotated[Caller, Depends(caller_with("search", "admin"))]
+CapturerDep = Annotated[Caller, Depends(caller_with("enroll", "verify", "admin"))]
+AnyoneDep = Annotated[Caller, Depends(caller_with(*sorted(ROLES)))]
+
+
+async def read_upload(upload: UploadFile) -> bytes:
+    """An upload's bytes, in memory (the app keeps Starlette from spooling them to disk)."""
+    data = await upload.read()
+    await upload.close()
+    return data
