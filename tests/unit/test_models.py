@@ -1,4 +1,4 @@
-"""Model files: pinned checksums, and the dlib fallback when MobileFaceNet is not installed."""
+"""Model files: pinned checksums, and a missing model is an error (never a silent fallback)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from pathlib import Path
 import pytest
 
 from facegate.engine import models
-from facegate.engine.embed import default_embedder_name
+from facegate.engine.embed import load_embedder
 from facegate.errors import ModelError
 
 
-def test_missing_mobilefacenet_falls_back_to_dlib(tmp_path: Path, monkeypatch) -> None:
+def test_a_missing_model_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FACEGATE_MODELS_DIR", str(tmp_path))
     with pytest.raises(ModelError) as info:
         models.mobilefacenet_model()
     assert info.value.code == "model_missing"
-    assert default_embedder_name() == "dlib"
+    for name in ("mobilefacenet", "fused"):
+        with pytest.raises(ModelError):
+            load_embedder(name)
 
 
 def test_tampered_weights_are_refused(tmp_path: Path, monkeypatch) -> None:

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from facegate.engine.embed import EMBEDDERS
     from facegate.engine.pipeline import DEFAULT_EMBEDDER
 
-    # "default" (MobileFaceNet when installed, else dlib) plus every registered embedder, so a
+    # "default" (the engine's DEFAULT_EMBEDDER, no fallback) plus every registered embedder, so a
     # new embedder in engine/embed.py shows up here without touching the CLI.
     embedders = ["default", *sorted(EMBEDDERS)]
 

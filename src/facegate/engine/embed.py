@@ -183,20 +183,6 @@ DEFAULT_EMBEDDER = "fused"
 DEFAULT = "default"
 
 
-def default_embedder_name() -> str:
-    """Deprecated: the default is the constant ``DEFAULT_EMBEDDER`` (no silent fallback).
-
-    Kept for callers written against the old MobileFaceNet-else-dlib rule; it still reports
-    which embedder *would* load, but ``load_embedder`` no longer falls back.
-    """
-    try:
-        mobilefacenet_model()
-    except ModelError:
-        log.warning("MobileFaceNet is not installed")
-        return "dlib"
-    return "mobilefacenet"
-
-
 def load_embedder(name: str = DEFAULT_EMBEDDER, num_threads: int = 1) -> Embedder:
     """Load one embedder by name; ``ModelError`` when its weights are missing or altered."""
     if name == DEFAULT:

@@ -47,6 +47,9 @@ class FaceService:
         self.liveness = LivenessSessions(self.ctx, self.attempts)
         self.enrolment = Enrolment(self.ctx, self.attempts)
         self.matching = Matching(self.ctx, self.attempts)
+        self.matching.migrate = lambda caller, subject_id, probe: self.enrolment.enroll(
+            caller, subject_id, probe, "migration"
+        )
         self.capture = Capture(
             self.ctx, self.subjects, self.liveness, self.probes, self.enrolment, self.matching
         )

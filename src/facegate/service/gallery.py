@@ -6,6 +6,7 @@ Only transformed (protected) vectors enter an index; opening them needs the tena
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +16,7 @@ from facegate.service.index import GalleryIndex, Hit, IndexItem, apply_template_
 from facegate.storage.base import Store, TenantRow
 
 OpenSecrets = Callable[[TenantRow], TenantSecrets]
+log = logging.getLogger(__name__)
 
 
 class Gallery:
@@ -48,8 +50,10 @@ class Gallery:
         opened: dict[str, TenantSecrets] = {}
         last = self.store.last_log_seq()
         batch = []
+        elsewhere: dict[str, int] = {}
         for t in self.store.all_templates():
             if t.space_id != self.space_id:
+                elsewhere[t.space_id] = elsewhere.get(t.space_id, 0) + 1
                 continue
             if t.tenant_id not in opened:
                 tenant = self.store.get_tenant(t.tenant_id)
@@ -62,6 +66,12 @@ class Gallery:
             batch.append((t.tenant_id, t.space_id, t.id, t.subject_id, v))
         self.index.add_many(batch)
         self.index.synced_seq = last
+        for space, count in sorted(elsewhere.items()):
+            # made by another face model: not searchable for duplicates until re-enrolled or
+            # migrated by a verification (service/matching.py)
+            log.warning(
+                "%d templates are in embedding space %s, not %s", count, space, self.space_id
+            )
 
     def sync(self) -> None:
         """Catch up with enrolments and erasures made by other workers."""

@@ -4,16 +4,19 @@ tenant's gallery, and duplicate clusters)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from facegate.errors import ConflictError, EvidenceError, ForbiddenError
+from facegate.engine.compare import load_calibration
+from facegate.errors import ConflictError, EvidenceError, FacegateError, ForbiddenError
 from facegate.protection.tenant import template_aad
 from facegate.service.attempts import Attempts
 from facegate.service.context import Caller, Probe, ServiceContext
 from facegate.service.gallery import best_per_subject
 from facegate.storage.base import TenantRow
+from facegate.types import Embedding
 
 
 def best_score(
@@ -45,6 +48,41 @@ class Matching:
     def __init__(self, ctx: ServiceContext, attempts: Attempts) -> None:
         self.ctx = ctx
         self.attempts = attempts
+        # Enrols a template in the current embedding space after a match in an older one
+        # (set by the facade to Enrolment.enroll; None leaves older templates as they are).
+        self.migrate: Callable[[Caller, str, Probe], object] | None = None
+
+    def _score_in_older_space(
+        self, tenant: TenantRow, subject_id: str, probe: Probe
+    ) -> tuple[str, float, float, float] | None:
+        """After a change of embedder, a subject may have templates only in an older space.
+        Where the current embedder's result contains that space's embedding (the fused
+        embedder holds MobileFaceNet's), the probe is scored there at the same operating point:
+        (space, score, threshold, FMR target). None when no older template can be scored."""
+        ctx = self.ctx
+        parts = ctx.engine.embeddings_by_space(Embedding(probe.embedding, probe.space_id))
+        spaces = {t.space_id for t in ctx.store.templates_of(tenant.id, subject_id)}
+        for space in sorted(spaces & set(parts) - {probe.space_id}):
+            part = Probe(parts[space].vector, space, probe.liveness, probe.quality)
+            score = best_score(ctx, tenant, subject_id, part)
+            if score is None:
+                continue
+            point = load_calibration(space)["operating_points"][tenant.settings["operating_point"]]
+            return space, score, float(point["threshold"]), float(point["fmr_target"])
+        return None
+
+    def _no_template_here(self, tenant: TenantRow, subject_id: str) -> None:
+        """Never a silent ``not_enrolled`` for a subject whose templates are in another space."""
+        ctx = self.ctx
+        spaces = sorted({t.space_id for t in ctx.store.templates_of(tenant.id, subject_id)})
+        if spaces:
+            raise ConflictError(
+                "the subject's templates were made by another face model: enrol again",
+                code="re_enrolment_required",
+                template_spaces=spaces,
+                current_space=ctx.space_id,
+            )
+        raise ConflictError("the subject has no enrolled face", code="not_enrolled")
 
     def verify(self, caller: Caller, subject_id: str, probe: Probe) -> dict[str, Any]:
         """1:1 with the lockout: the attempt is admitted (or refused, 423) before anything is
@@ -68,11 +106,16 @@ class Matching:
                 "this tenant verifies only with a passed liveness check", code="liveness_required"
             )
         score = best_score(ctx, tenant, subject_id, probe)
-        if score is None:
-            if attempt:
-                self.attempts.settle(caller, tenant, subject_id, attempt, ok=True)
-            raise ConflictError("the subject has no enrolled face", code="not_enrolled")
         threshold, fmr = ctx.threshold(s["operating_point"])
+        migrated_from = None
+        if score is None:
+            legacy = self._score_in_older_space(tenant, subject_id, probe)
+            if legacy is None:
+                if attempt:
+                    self.attempts.settle(caller, tenant, subject_id, attempt, ok=True)
+                self._no_template_here(tenant, subject_id)
+            assert legacy is not None
+            migrated_from, score, threshold, fmr = legacy
         match = score >= threshold
         if match:
             ctx.store.touch_subject(tenant.id, subject_id, ctx.now())
@@ -94,8 +137,20 @@ class Matching:
                 "liveness": live,
             },
         )
+        if match and migrated_from is not None and self.migrate is not None:
+            details = {"from_space": migrated_from, "to_space": probe.space_id}
+            try:
+                self.migrate(caller, subject_id, probe)
+            except FacegateError as exc:  # the match stands; the new template waits
+                ctx.audit(
+                    caller, "template.migrated", exc.code, subject_id=subject_id, details=details
+                )
+            else:
+                ctx.audit(caller, "template.migrated", "ok", subject_id=subject_id, details=details)
         reveal = match or bool(s.get("reveal_scores"))
+        extra = {"migrated_from": migrated_from} if migrated_from else {}
         return {
+            **extra,
             "subject_id": subject_id,
             "match": match,
             "score": round(score, 6) if reveal else None,
