@@ -4,6 +4,9 @@ FastAPI documents a ``422 HTTPValidationError`` on every route with parameters, 
 answers a malformed request with ``400 bad_request`` as problem+json (and uses 422 for faces and
 evidence that are not good enough). So the generated 422s are replaced by the 400 problem, the
 shared ``Problem`` schema is added to the components, and the unused validation schemas go.
+Uploads are described as OpenAPI 3.1 ``contentMediaType`` strings, which client generators
+(openapi-python-client) read as text: each also gets ``format: binary``, and an optional upload
+is the binary schema itself (optional by not being required) rather than "binary or null".
 """
 
 from __future__ import annotations
@@ -50,7 +53,24 @@ def finish(spec: dict[str, Any]) -> dict[str, Any]:
                 del responses["422"]
                 responses.setdefault("400", bad_request)
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for schema in schemas.values():
+        for name, prop in schema.get("properties", {}).items():
+            schema["properties"][name] = _binary_upload(prop)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     return spec
+
+
+def _binary_upload(prop: dict[str, Any]) -> dict[str, Any]:
+    def is_file(s: dict[str, Any]) -> bool:
+        return s.get("type") == "string" and "contentMediaType" in s
+
+    if is_file(prop):
+        return {**prop, "format": "binary"}
+    options = prop.get("anyOf", [])
+    files = [o for o in options if is_file(o)]
+    if files and all(is_file(o) or o.get("type") == "null" for o in options):
+        rest = {k: v for k, v in prop.items() if k != "anyOf"}
+        return {**files[0], **rest, "format": "binary"}
+    return prop
