@@ -157,7 +157,7 @@ def main() -> int:
         pg = pgserver.get_server(tmp / "pg", cleanup_mode="delete")
 
         def make_pg():
-            store = PostgresStore(pg.get_uri())
+            store = PostgresStore(pg.get_uri(), unsealed_index=True)
             return FaceService(store, ring, engine, None, DatabaseIndex(store))
 
         makers["postgres"] = make_pg

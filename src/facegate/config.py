@@ -18,9 +18,7 @@ def challenge_key(settings: Settings) -> bytes:
         except ValueError as exc:
             raise ConfigError("FACEGATE_CHALLENGE_KEY must be hex", code="bad_key") from exc
         if len(key) < 32:
-            raise ConfigError(
-                "FACEGATE_CHALLENGE_KEY must hold at least 32 bytes", code="bad_key"
-            )
+            raise ConfigError("FACEGATE_CHALLENGE_KEY must hold at least 32 bytes", code="bad_key")
         return key
     path = settings.ensure_data_dir() / "challenge.key"
     try:

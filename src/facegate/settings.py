@@ -14,7 +14,10 @@ from pathlib import Path
 
 from facegate.errors import ConfigError
 
-INDEX_KINDS = ("flat", "hnsw", "milvus")
+# "pgvector-unsealed": PostgreSQL keeps every template's transformed vector in clear for a shared
+# database-side index, which a database thief who knows a few dozen enrolled faces can invert
+# (bench/bench_procrustes.py); the name says so on purpose.
+INDEX_KINDS = ("flat", "hnsw", "milvus", "pgvector-unsealed")
 MIB = 1024 * 1024
 
 
@@ -44,7 +47,13 @@ class Settings:
     address_rate_per_minute: int = 600  # per client address, before authentication; 0: off
     auth_failures_per_minute: int = 20  # 401 answers per client address; 0: off
     num_threads: int = 1
+    api_docs: bool = False  # Swagger UI / ReDoc (scripts from a public CDN): off unless asked
     liveness: bool = True
+    audit_anchor: Path | None = None  # None: ``audit.anchor`` next to the key file
+    # per worker: requests with an upload in flight (received, waiting or analysed; beyond it:
+    # 503 ``busy``), and how long one waits in line for the worker's analysis slot (then ``busy``)
+    max_concurrent_uploads: int = 16
+    analysis_wait_s: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +74,11 @@ class Settings:
                 f"FACEGATE_INDEX must be one of {', '.join(INDEX_KINDS)}", code="bad_setting"
             )
         models_dir = env.get("FACEGATE_MODELS_DIR")
+        if index == "pgvector-unsealed" and not env.get("FACEGATE_DATABASE_URL"):
+            raise ConfigError(
+                "FACEGATE_INDEX=pgvector-unsealed needs FACEGATE_DATABASE_URL", code="bad_setting"
+            )
+        anchor = env.get("FACEGATE_AUDIT_ANCHOR")
         return cls(
             data_dir=data_dir,
             key_file=key_file,
@@ -81,6 +95,10 @@ class Settings:
             address_rate_per_minute=_int(env, "FACEGATE_RATE_PER_ADDRESS_PER_MINUTE", 600, low=0),
             auth_failures_per_minute=_int(env, "FACEGATE_AUTH_FAILURES_PER_MINUTE", 20, low=0),
             num_threads=_int(env, "FACEGATE_THREADS", default_threads(), low=1),
+            api_docs=env.get("FACEGATE_API_DOCS", "") in ("1", "true", "yes"),
+            max_concurrent_uploads=_int(env, "FACEGATE_MAX_CONCURRENT_UPLOADS", 16, low=1),
+            analysis_wait_s=_int(env, "FACEGATE_ANALYSIS_WAIT_S", 10, low=1),
+            audit_anchor=Path(anchor) if anchor else None,
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -92,6 +110,12 @@ class Settings:
         return bool(self.database_url) and str(self.database_url).startswith(
             ("postgresql://", "postgres://")
         )
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """Where the audit chain's head is anchored: outside the data folder by default (next to
+        the key file), so that whoever rewrites the database cannot also move the anchor."""
+        return self.audit_anchor or self.key_file.parent / "audit.anchor"
 
     def ensure_data_dir(self) -> Path:
         """The data folder, created on first use with mode 0700."""

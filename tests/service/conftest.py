@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,11 @@ from facegate.storage.postgres import PostgresStore
 from facegate.storage.sqlite import SQLiteStore
 from facegate.web.app import create_app
 
-EVALUATION_TENANT = {"require_liveness": False, "allow_chosen_actions": True}
+EVALUATION_TENANT = {
+    "require_liveness": False,
+    "allow_chosen_actions": True,
+    "allow_video_upload": True,
+}
 
 
 @dataclass
@@ -83,18 +88,23 @@ def start_server(
     liveness: bool = True,
     postgres_url: str | None = None,
     tenant_settings: dict | None = None,
+    postgres_unsealed: bool = False,
+    **settings_fields: Any,
 ) -> Server:
     """A server whose first tenant, "alpha", is an evaluation tenant unless ``tenant_settings``
     say otherwise: still photos accepted and actions chosen by the caller, so that the API's
     paths can be driven with the shared photos and recorded videos. The secure defaults are
-    tested on fresh tenants (test_secure_defaults.py)."""
+    tested on fresh tenants (test_secure_defaults.py). ``settings_fields`` are further fields of
+    ``facegate.settings.Settings`` (limits, for example)."""
     data_dir, key_file = tmp / "data", tmp / "keys" / "master.keys"
     data_dir.mkdir(parents=True)
+    index: DatabaseIndex | None = None  # the default: in-memory, built from sealed templates
     if postgres_url:
-        store = PostgresStore(new_database(postgres_url))
-        index = DatabaseIndex(store)
+        store = PostgresStore(new_database(postgres_url), unsealed_index=postgres_unsealed)
+        if postgres_unsealed:  # the opt-in FACEGATE_INDEX=pgvector-unsealed
+            index = DatabaseIndex(store)
     else:
-        store, index = SQLiteStore(data_dir / "facegate.sqlite3"), None
+        store = SQLiteStore(data_dir / "facegate.sqlite3")
     checker = LivenessChecker(engine) if liveness else None
     service = FaceService(store, load_keyring(key_file), engine, checker, index)
     _, admin_key = service.create_tenant(
@@ -107,6 +117,7 @@ def start_server(
         rate_per_minute=rate_per_minute,
         max_body_bytes=max_body,
         liveness=liveness,
+        **settings_fields,
     )
     app = create_app(settings, service=service)
     port = _free_port()

@@ -114,3 +114,69 @@ def test_a_lock_outlasts_the_counting_window(tmp_path: Path) -> None:
     assert wait == pytest.approx(1800 - 190)
     wait, _ = store.begin_attempt("t", "s", "after", "pending", now + 4 + 1801, POLICY)
     assert wait == 0.0
+
+
+class SelectThenUpdate:
+    """The double spend issue 16 found: read the session, then mark it used, unconditionally."""
+
+    def take_liveness_session(self, tenant_id, session_id, subject_id, purposes, now):
+        store: SQLStore = self  # type: ignore[assignment]
+        r = (
+            store._db()
+            .execute(
+                "SELECT * FROM liveness_sessions WHERE tenant_id=? AND id=? AND used_at IS NULL",
+                (tenant_id, session_id),
+            )
+            .fetchone()
+        )
+        time.sleep(0.05)
+        if r is None:
+            return None
+        with store.tx() as db:
+            db.execute(
+                "UPDATE liveness_sessions SET used_at=? WHERE tenant_id=? AND id=?",
+                (now, tenant_id, session_id),
+            )
+        return r
+
+
+class RacySessionsSQLite(SelectThenUpdate, SQLiteStore):
+    pass
+
+
+class RacySessionsPostgres(SelectThenUpdate, PostgresStore):
+    pass
+
+
+def spends_in_parallel(store: SQLStore) -> int:
+    store.add_liveness_session(
+        "t", "ls1", True, "space", b"sealed", {}, time.time() + 60, "s", "verify"
+    )
+    spent: list[int] = []
+    barrier = threading.Barrier(PARALLEL)
+    lock = threading.Lock()
+
+    def take() -> None:
+        barrier.wait()
+        if store.take_liveness_session("t", "ls1", "s", ("verify",), time.time()) is not None:
+            with lock:
+                spent.append(1)
+        store.close()
+
+    threads = [threading.Thread(target=take) for _ in range(PARALLEL)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return len(spent)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_liveness_session_is_spent_once(kind: str, tmp_path: Path, request) -> None:
+    if kind == "sqlite":
+        real, racy = SQLiteStore(tmp_path / "s.sqlite3"), RacySessionsSQLite(tmp_path / "r.sqlite3")
+    else:
+        real = PostgresStore(new_database(request.getfixturevalue("postgres_server")))
+        racy = RacySessionsPostgres(new_database(request.getfixturevalue("postgres_server")))
+    assert spends_in_parallel(real) == 1
+    assert spends_in_parallel(racy) > 1  # the test sees a double spend when there is one

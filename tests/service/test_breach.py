@@ -1,13 +1,18 @@
-"""Breach test: what a thief gets from a copy of the data folder and the logs.
+"""Breach test: what a thief gets, attacker by attacker.
 
 Real faces are enrolled in two tenants (the same photo of each person in both: the worst case
-for linkage). Then, from a copy of the data folder and the server log only:
-1. no image bytes are found;
-2. no stored byte string, read as a vector, lies within the match threshold of any enrolled
-   person's plain embedding;
-3. even with the keys (the strongest attacker: a memory or pgvector dump of the transformed
-   vectors), the same person's templates in the two tenants are no more alike than different
-   people's: unlinkability D_sys (Gomez-Barrero et al. 2018) near 0, against ~1 unprotected.
+for linkage).
+- A copy of the data folder and the server log (no keys): no image bytes; no stored byte string,
+  read as a vector, lies within the match threshold of any enrolled person's plain embedding.
+- The transformed vectors of two tenants (a memory dump, or the opt-in pgvector column): the same
+  person's templates are no more alike than different people's: unlinkability D_sys
+  (Gomez-Barrero et al. 2018) near 0, against ~1 unprotected.
+- The data folder plus the master key: the transform seed is sealed under the same data key as
+  the templates, so the transform is simply undone (the plain embeddings come back exactly). The
+  transform protects against a database thief, not against one who also holds the keys.
+- The opt-in pgvector column plus a few dozen known faces (enrolled by the attacker): orthogonal
+  Procrustes recovers the transform and identifies victims from other photos. The default on
+  PostgreSQL keeps no such column (test_at_rest_postgres.py).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import pytest
 from tests.service.conftest import EVALUATION_TENANT, consenting_subject, start_server, stop_server
 
 from facegate.eval.faces import identity_split
-from facegate.protection.metrics import d_sys
+from facegate.protection.metrics import d_sys, identification_rate, procrustes_attack
 from facegate.protection.tenant import template_aad
+from facegate.protection.transform import orthogonal_matrix
 
 PEOPLE = 24
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -181,16 +187,109 @@ def test_templates_cannot_be_linked_across_tenants(breach) -> None:
     assert mated.max() < svc.threshold("fmr_1e-2")[0]
 
 
+def test_database_and_master_key_undo_the_transform(breach) -> None:
+    """The attacker with the keys opens the seed and inverts the transform: the protection of
+    templates is the encryption, and the transform adds nothing against this attacker."""
+    server, _, uploaded, plain = breach
+    svc = server.service
+    recovered_cos, linked = [], []
+    tenants = {t.name: t for t in svc.store.list_tenants()}
+    by_tenant: dict[str, dict[str, np.ndarray]] = {}
+    for name, t in tenants.items():
+        keys = svc.secrets_of(t)
+        by_tenant[name] = {}
+        for person, sid, _ in uploaded:
+            rows = svc.store.templates_of(t.id, sid)
+            if not rows or person not in plain:
+                continue
+            r = rows[0]
+            v = keys.open_vector(r.sealed_vector, template_aad(t.id, sid, r.id, r.space_id))
+            q = orthogonal_matrix(keys.seed, r.transform_version, len(v))
+            by_tenant[name][person] = undone = v.astype(np.float64) @ q
+            recovered_cos.append(float(undone @ plain[person]))
+    for person in set(by_tenant["alpha"]) & set(by_tenant["bravo"]):
+        linked.append(float(by_tenant["alpha"][person] @ by_tenant["bravo"][person]))
+    assert min(recovered_cos) > 0.999 and min(linked) > 0.999
+
+
+def test_known_pairs_break_the_opt_in_column(
+    engine, shared_data: Path, face_rows, tmp_path: Path, request
+) -> None:
+    """``FACEGATE_INDEX=pgvector-unsealed``: some 50 faces the attacker enrolled (whose plain
+    embeddings it computes) recover the transform from a dump of the column, and other photos of
+    the victims find them. bench/bench_procrustes.py measures the rate against N."""
+    import psycopg
+    from tests.service.conftest import new_database
+
+    from facegate.protection.crypto import load_keyring
+    from facegate.service import FaceService
+    from facegate.service.context import Probe
+    from facegate.service.index import DatabaseIndex
+    from facegate.service.policy import CONSENT_PURPOSE
+    from facegate.storage.postgres import PostgresStore
+
+    by_person: dict[str, list[str]] = defaultdict(list)
+    for r in face_rows:
+        if r["color"] != "grayscale":
+            by_person[r["identity"]].append(r["file"])
+    eligible = sorted(p for p, f in by_person.items() if len(f) >= 2)
+    people = random.Random(3).sample(eligible, min(90, len(eligible)))
+    first, second = [], []
+    for person in people:
+        try:
+            a = engine.analyse((shared_data / by_person[person][0]).read_bytes())
+            b = engine.analyse((shared_data / by_person[person][1]).read_bytes())
+        except Exception:
+            continue
+        first.append(a.embedding.vector)
+        second.append(b.embedding.vector)
+    url = new_database(request.getfixturevalue("postgres_server"))
+    store = PostgresStore(url, unsealed_index=True)
+    svc = FaceService(store, load_keyring(tmp_path / "keys"), engine, None, DatabaseIndex(store))
+    tenant, key = svc.create_tenant("opt-in", EVALUATION_TENANT)
+    caller = svc.authenticate(key)
+    assert caller is not None
+    for n, vector in enumerate(first):
+        svc.create_subject(caller, f"s{n}", None)
+        svc.grant_consent(
+            caller, f"s{n}", CONSENT_PURPOSE, tenant.settings["consent_text_version"], "test"
+        )
+        svc.enroll(caller, f"s{n}", Probe(vector, engine.space_id, {"live": False}), "image")
+    threshold = svc.threshold("fmr_1e-3")[0]
+    svc.store.close()
+    with psycopg.connect(url) as db:
+        column = dict(db.execute("SELECT subject_id, protected::text FROM templates").fetchall())
+    stolen = np.stack([np.array(json.loads(column[f"s{n}"])) for n in range(len(first))])
+    x1, x2 = np.stack(first), np.stack(second)
+    known, victims = np.arange(len(first) - 15), np.arange(len(first) - 15, len(first))
+    assert len(known) >= 40
+    blind = identification_rate(np.eye(x1.shape[1]), x2[victims], stolen[victims], threshold)
+    r = procrustes_attack(x1[known], stolen[known])
+    rate = identification_rate(r, x2[victims], stolen[victims], threshold)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "breach_procrustes.json").write_text(
+        json.dumps({"known": len(known), "victims": len(victims), "blind": blind, "rate": rate})
+    )
+    assert blind < 0.1  # without known pairs the column matches nobody
+    assert rate >= 0.2, rate  # some 50 known pairs identify victims: the stated cost
+
+
 def test_postgres_dump_matches_nothing(
     engine, shared_data: Path, face_rows, tmp_path: Path, request
 ) -> None:
-    """The same checks on a dump of a PostgreSQL database, where each template's transformed
-    vector sits in a pgvector column (the index) next to its sealed copy."""
+    """The same checks on a dump of a PostgreSQL database with the opt-in pgvector column
+    (``FACEGATE_INDEX=pgvector-unsealed``; the test server uses ``DatabaseIndex``), where each
+    template's transformed vector sits in the column next to its sealed copy: without known pairs
+    it matches no plain face."""
     import psycopg
     from psycopg.rows import dict_row
 
     server = start_server(
-        engine, tmp_path, liveness=False, postgres_url=request.getfixturevalue("postgres_server")
+        engine,
+        tmp_path,
+        liveness=False,
+        postgres_url=request.getfixturevalue("postgres_server"),
+        postgres_unsealed=True,
     )
     try:
         people = sorted(

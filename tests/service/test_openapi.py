@@ -281,6 +281,9 @@ def test_every_route_answers_exactly_its_declared_model(server: Server, shared_d
             files=video,
         )
         call("POST", "/v1/capture/decline", headers=capture_headers)
+        assert call("GET", "/v1/tenant/quarantine")["templates"] == []
+        status = call("GET", "/v1/capture-links/{link_id}", path={"link_id": link["id"]})
+        assert status["status"] == "declined" and status["result"] is not None  # its last step
         call("DELETE", "/v1/capture-links/{link_id}", path={"link_id": link["id"]})
         call("DELETE", "/v1/subjects/{subject_id}/consents", path={"subject_id": "oa-b"})
         call("DELETE", "/v1/subjects/{subject_id}", path={"subject_id": "oa-b"})

@@ -18,6 +18,7 @@ from tests.service.conftest import consenting_subject, start_server, stop_server
 
 from facegate.protection.crypto import load_keyring
 from facegate.service import FaceService
+from facegate.storage.audit_anchor import AuditAnchor
 from facegate.storage.sqlite import SQLiteStore
 
 CLI = [sys.executable, "-m", "facegate.cli.main"]
@@ -41,6 +42,13 @@ def populated(engine, tmp_path: Path, shared_data: Path):
     assert r.status_code == 201
     stop_server(server)
     server.service.store.close()
+    # a server opened by ``facegate serve`` anchors the audit head itself; this one was built
+    # by the test, so anchor it as the service would at shutdown
+    store = SQLiteStore(server.data_dir / "facegate.sqlite3")
+    AuditAnchor(
+        server.key_file.parent / "audit.anchor", store, load_keyring(server.key_file)
+    ).flush()
+    store.close()
     env = {
         **os.environ,
         "FACEGATE_DATA_DIR": str(server.data_dir),

@@ -228,6 +228,8 @@ def test_dot_ids_are_refused_and_exports_stay_private(server: Server, shared_dat
 
 def test_capture_links_are_single_use_and_revocable(server: Server) -> None:
     c = fresh_tenant(server, "links")
+    # the upload route (an admin's opt-in since the streamed capture) spends an enrolment link
+    assert c.patch("/v1/tenant", json={"allow_video_upload": True}).status_code == 200
     consenting_subject(c, "linked")
     link = c.post("/v1/capture-links", json={"subject_id": "linked", "flow": "enroll"}).json()
     page = httpx.Client(base_url=server.url, headers={"X-Capture-Token": link["capture_token"]})
@@ -255,3 +257,20 @@ def test_capture_links_are_single_use_and_revocable(server: Server) -> None:
     assert page.get("/v1/capture/info").status_code == 200
     assert c.delete(f"/v1/keys/{key['key_id']}").status_code == 200
     assert page.get("/v1/capture/info").status_code == 401
+
+
+def test_a_capture_links_outcome_reaches_the_relying_party(server: Server) -> None:
+    """GET /v1/capture-links/{id}: pending, then the outcome of the capture (here: declined),
+    revoked after DELETE; another tenant's link is unknown."""
+    c = fresh_tenant(server, "status")
+    consenting_subject(c, "outcome")
+    link = c.post("/v1/capture-links", json={"subject_id": "outcome", "flow": "verify"}).json()
+    assert c.get(f"/v1/capture-links/{link['id']}").json()["status"] == "pending"
+    page = httpx.Client(base_url=server.url, headers={"X-Capture-Token": link["capture_token"]})
+    assert page.post("/v1/capture/decline").status_code == 200
+    status = c.get(f"/v1/capture-links/{link['id']}").json()
+    assert status["status"] == "declined" and status["completed_at"] is not None
+    assert c.delete(f"/v1/capture-links/{link['id']}").status_code == 200
+    assert c.get(f"/v1/capture-links/{link['id']}").json()["status"] == "revoked"
+    other = fresh_tenant(server, "other")
+    assert other.get(f"/v1/capture-links/{link['id']}").status_code == 404

@@ -23,9 +23,13 @@ PHOTOS = ["Joseph_Biden/face_recognition_biden.jpg", "Joseph_Biden/face_recognit
 
 def workers(backend: str, tmp_path: Path, engine, request) -> list[FaceService]:
     ring_file = tmp_path / "master.keys"
-    if backend == "postgres":
+    if backend.startswith("postgres"):
         url = new_database(request.getfixturevalue("postgres_server"))
-        stores = [PostgresStore(url) for _ in range(2)]
+        if backend == "postgres":  # the default: each worker's in-memory index, fed by the log
+            return [
+                FaceService(PostgresStore(url), load_keyring(ring_file), engine) for _ in range(2)
+            ]
+        stores = [PostgresStore(url, unsealed_index=True) for _ in range(2)]  # the opt-in
         return [
             FaceService(s, load_keyring(ring_file), engine, None, DatabaseIndex(s)) for s in stores
         ]
@@ -33,7 +37,7 @@ def workers(backend: str, tmp_path: Path, engine, request) -> list[FaceService]:
     return [FaceService(SQLiteStore(path), load_keyring(ring_file), engine) for _ in range(2)]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "postgres-unsealed"])
 def test_parallel_enrolments_of_one_face_are_always_flagged(
     backend: str, tmp_path: Path, engine, request, shared_data: Path
 ) -> None:

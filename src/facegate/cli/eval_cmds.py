@@ -152,3 +152,33 @@ def cmd_attack(args: argparse.Namespace) -> int:
     )
     _print({"written": len(manifest), "out": args.out, "manifest": "manifest.json"})
     return 0
+
+
+def cmd_eval_stream(args: argparse.Namespace) -> int:
+    """The streaming attacker's APCER per processing delay and the bona fide BPCER per jitter
+    setting, through the streamed protocol (a throwaway local server unless --server)."""
+    import sys
+
+    from facegate.eval.report import write_json
+    from facegate.eval.stream import Target, parse_delays, parse_jitters, run_stream_evaluation
+
+    if bool(args.server) != bool(args.key):
+        raise InputError("--server and --key go together", code="bad_request")
+    target = Target(args.server, args.key, args.key) if args.server else None
+
+    def progress(row: dict[str, object]) -> None:
+        if not args.no_progress:
+            sys.stderr.write(json.dumps({k: row[k] for k in ("kind", "live", "reasons")}) + "\n")
+
+    report = run_stream_evaluation(
+        Path(args.data),
+        delays=parse_delays(args.delays),
+        jitters=parse_jitters(args.jitter),
+        attempts=args.attempts,
+        target=target,
+        progress=progress,
+    )
+    if args.report:
+        write_json(report, Path(args.report))
+    _print({k: v for k, v in report.items() if k != "rows"})
+    return 0

@@ -22,9 +22,11 @@ from facegate.cli.eval_cmds import (
     cmd_eval_faces,
     cmd_eval_flash,
     cmd_eval_liveness,
+    cmd_eval_stream,
     cmd_liveness,
 )
 from facegate.cli.operator_cmds import (
+    cmd_audit_checkpoint,
     cmd_audit_verify,
     cmd_keys_renew_transform,
     cmd_keys_rotate,
@@ -32,6 +34,7 @@ from facegate.cli.operator_cmds import (
     cmd_serve,
     cmd_tenants_create,
 )
+from facegate.cli.stream_cmds import add_parser as add_stream_parser
 from facegate.errors import FacegateError
 
 __all__ = ["EXIT_FAILED", "EXIT_REFUSED", "build_parser", "main"]
@@ -144,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--report", help="write the JSON report here")
     e.set_defaults(func=cmd_eval_flash)
 
+    e = esub.add_parser(
+        "stream", help="streamed liveness: APCER per attacker delay, BPCER per network jitter"
+    )
+    e.add_argument("--data", default=str(Path("..") / "shared" / "data"))
+    e.add_argument(
+        "--delays", default="0,300,600,1000,2000", help="the attacker's processing delays (ms)"
+    )
+    e.add_argument(
+        "--jitter",
+        default="0:0,150:100,300:250",
+        help="bona fide uplink: constant delay:random extra per frame (ms), comma-separated",
+    )
+    e.add_argument("--attempts", type=int, default=2, help="streams per delay / jitter setting")
+    e.add_argument("--server", help="a running service's URL (default: a throwaway local one)")
+    e.add_argument("--key", help="with --server: an admin key (chosen actions allowed)")
+    e.add_argument("--report", help="write the JSON report (with every stream's row) here")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval_stream)
+
     p = sub.add_parser("attack", help="make presentation-attack videos from ../shared/data")
     p.add_argument(
         "kind", choices=["photo_on_stick", "emulator", "emulator_on_screen", "splice", "tint"]
@@ -154,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--actions", help="answer these actions (default: a random challenge each)")
     p.set_defaults(func=cmd_attack)
+
+    add_stream_parser(sub)
 
     p = sub.add_parser("serve", help="run the REST API (data in FACEGATE_DATA_DIR)")
     p.add_argument("--host", default="127.0.0.1")
@@ -187,8 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="the audit log")
     asub = p.add_subparsers(dest="what", required=True)
-    a = asub.add_parser("verify", help="check the hash chain: altered, removed, reordered records")
+    a = asub.add_parser(
+        "verify",
+        help="check the keyed chain and the anchored head: altered, forged, removed, cut-off "
+        "records",
+    )
+    a.add_argument("--checkpoint", help="also check against a stored signed checkpoint (JSON)")
     a.set_defaults(func=cmd_audit_verify)
+    a = asub.add_parser("checkpoint", help="verify, anchor and print a signed checkpoint")
+    a.set_defaults(func=cmd_audit_checkpoint)
 
     p = sub.add_parser("models", help="model weights")
     msub = p.add_subparsers(dest="what", required=True)

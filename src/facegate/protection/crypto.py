@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from facegate.errors import ConfigError, ProtectionError
+from facegate.errors import ConfigError, ProtectionError, UnavailableError
 
 NONCE_BYTES = 12
 
@@ -46,9 +46,29 @@ class KeyRing:
     path: Path | None = None  # where it lives, when file-backed (rotation writes it)
 
     def key(self, version: int) -> bytes:
+        """The master key of ``version``. A version this process has not seen was made by a
+        rotation in another process or machine: a file-backed ring re-reads its file once; an
+        unknown version is then ``UnavailableError`` (503: restart with the new keys), never an
+        error that blames the data."""
         if version not in self.keys:
-            raise ProtectionError("a protected value could not be opened")
+            self.refresh()
+        if version not in self.keys:
+            raise UnavailableError(
+                "a master key version this server does not hold is in use: give it the current"
+                " key file (or FACEGATE_MASTER_KEYS) and restart",
+                code="master_key_unknown",
+                key_version=version,
+            )
         return self.keys[version]
+
+    def refresh(self) -> None:
+        """Re-read a file-backed ring (keys are only ever added there, never changed)."""
+        if self.path is None or not self.path.exists():
+            return
+        data = json.loads(self.path.read_text())
+        for v, k in data["keys"].items():
+            self.keys.setdefault(int(v), bytes.fromhex(k))
+        self.current = max(self.current, int(data["current"]))
 
     def wrap(self, dek: bytes, tenant_id: str) -> tuple[int, bytes]:
         return self.current, seal(self.keys[self.current], dek, b"dek|" + tenant_id.encode())

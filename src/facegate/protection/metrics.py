@@ -31,3 +31,32 @@ def d_sys(
     local = np.nan_to_num(local, nan=1.0, posinf=1.0)
     local = np.where(np.isinf(lr), 1.0, local)
     return float(np.sum(local * p_m * width))
+
+
+def procrustes_attack(known_plain: np.ndarray, known_protected: np.ndarray) -> np.ndarray:
+    """The known-pair attack on a linear transform: from N (plain, protected) pairs of faces the
+    attacker enrolled itself, the orthogonal matrix R minimising ||X R^T - Y|| (orthogonal
+    Procrustes: R = U V^T from the SVD of Y^T X). With N below the dimension R is right on the
+    span of the known faces only, which is where faces live; ``bench/bench_procrustes.py``
+    measures how far that goes."""
+    m = known_protected.astype(np.float64).T @ known_plain.astype(np.float64)
+    u, _, vt = np.linalg.svd(m)
+    r: np.ndarray = u @ vt
+    return r
+
+
+def identification_rate(
+    r: np.ndarray,
+    probes_plain: np.ndarray,
+    gallery_protected: np.ndarray,
+    threshold: float,
+) -> float:
+    """Share of victims whose plain probe (another photo), moved by the estimated transform,
+    finds their own protected template first and above the match threshold (row i of the probes
+    belongs to row i of the gallery)."""
+    if len(probes_plain) == 0:
+        return 0.0
+    scores = (probes_plain.astype(np.float64) @ r.T) @ gallery_protected.astype(np.float64).T
+    best = scores.argmax(axis=1)
+    hit = (best == np.arange(len(scores))) & (scores.max(axis=1) >= threshold)
+    return float(hit.mean())

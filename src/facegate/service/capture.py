@@ -11,16 +11,18 @@ from typing import Any
 
 from facegate.errors import (
     ConflictError,
+    FacegateError,
     ForbiddenError,
     InputError,
     NotFoundError,
     ProtectionError,
     UnauthenticatedError,
 )
+from facegate.liveness.challenge import ChallengePolicy, create_challenge
 from facegate.protection.tokens import open_token, peek_token, sign_token
 from facegate.service.context import Caller, ServiceContext
 from facegate.service.enrolment import Enrolment
-from facegate.service.liveness import LivenessSessions
+from facegate.service.liveness import LivenessSessions, require_video_upload
 from facegate.service.matching import Matching
 from facegate.service.policy import CAPTURE_LINK_TTL_S, CONSENT_PURPOSE
 from facegate.service.probes import Probes
@@ -29,6 +31,18 @@ from facegate.storage.base import CaptureLinkRow, TenantRow
 
 FLOWS = ("enroll", "verify")
 PAGE_CONSENT_METHOD = "capture page: 'I agree' after reading the consent text"
+
+
+def require_chosen_allowed(
+    tenant: TenantRow, actions: tuple[str, ...] | None, flash: bool | None
+) -> None:
+    """``LivenessSessions.new_challenge``'s rule: fixed actions or no colour flash only on an
+    evaluation tenant (``allow_chosen_actions``); one recording then answers every check."""
+    if (actions is not None or flash is False) and not tenant.settings.get("allow_chosen_actions"):
+        raise ForbiddenError(
+            "the server chooses the actions and the colour flash on this tenant",
+            code="chosen_actions_not_allowed",
+        )
 
 
 class Capture:
@@ -52,16 +66,31 @@ class Capture:
         return self.ctx.secrets_of(tenant).derived_key("capture")
 
     def new_link(
-        self, caller: Caller, subject_id: str, flow: str, ttl_s: float = CAPTURE_LINK_TTL_S
+        self,
+        caller: Caller,
+        subject_id: str,
+        flow: str,
+        ttl_s: float = CAPTURE_LINK_TTL_S,
+        actions: tuple[str, ...] | None = None,
+        flash: bool | None = None,
     ) -> dict[str, Any]:
-        """A short-lived link for one subject and one flow."""
+        """A short-lived link for one subject and one flow. ``actions`` and ``flash: false``
+        (evaluation tenants only) fix the link's streamed check, e.g. for a recorded camera."""
         if flow not in FLOWS:
             raise InputError("flow must be enroll or verify", code="bad_request")
         if not caller.roles & {flow, "admin"}:
             raise ForbiddenError(f"this key cannot start a {flow} capture")
         ctx = self.ctx
-        ctx.subject(caller, subject_id)
         tenant = ctx.tenant(caller.tenant_id)
+        require_chosen_allowed(tenant, actions, flash)
+        if actions is not None:  # the challenge's own check of the names
+            create_challenge(ChallengePolicy(), now=ctx.now(), actions=actions)
+        ctx.subject(caller, subject_id)
+        fixed: dict[str, Any] = {}
+        if actions is not None:
+            fixed["actions"] = list(actions)
+        if flash is not None:
+            fixed["flash"] = flash
         link_id = secrets.token_hex(12)
         now = ctx.now()
         expires = now + ttl_s
@@ -78,6 +107,7 @@ class Capture:
                 "subject": subject_id,
                 "flow": flow,
                 "exp": expires,
+                **fixed,
             },
         )
         ctx.audit(
@@ -85,7 +115,7 @@ class Capture:
             "capture.create",
             "ok",
             subject_id=subject_id,
-            details={"capture_id": link_id, "flow": flow},
+            details={"capture_id": link_id, "flow": flow, **fixed},
         )
         return {
             "id": link_id,
@@ -121,6 +151,22 @@ class Capture:
         caller = Caller(tenant.id, f"capture:{p['id']}", frozenset({p["flow"]}))
         return caller, str(p["subject"]), str(p["flow"])
 
+    def open_with_options(
+        self, token: str
+    ) -> tuple[Caller, str, str, tuple[str, ...] | None, bool | None]:
+        """``open``, plus the link's fixed actions and flash setting (None: the server's)."""
+        caller, subject_id, flow = self.open(token)
+        p = peek_token(token)  # checked by open()
+        actions = p.get("actions")
+        flash = p.get("flash")
+        return (
+            caller,
+            subject_id,
+            flow,
+            None if actions is None else tuple(str(a) for a in actions),
+            None if flash is None else bool(flash),
+        )
+
     def info(self, caller: Caller, subject_id: str, flow: str) -> dict[str, Any]:
         """What the page shows before any face is processed: consent text and the alternative."""
         settings = self.ctx.tenant(caller.tenant_id).settings
@@ -142,6 +188,13 @@ class Capture:
 
     def decline(self, caller: Caller, subject_id: str) -> dict[str, Any]:
         self.ctx.audit(caller, "consent.decline", "ok", subject_id=subject_id)
+        self.ctx.store.record_capture_outcome(
+            caller.tenant_id,
+            caller.key_id[len("capture:") :],
+            "declined",
+            {"live": None, "match": None, "enrolled": False, "reasons": []},
+            self.ctx.now(),
+        )
         settings = self.ctx.tenant(caller.tenant_id).settings
         return {"non_face_alternative": settings["non_face_alternative"]}
 
@@ -162,6 +215,7 @@ class Capture:
     def submit(self, token: str, challenge_token: str, video: bytes) -> dict[str, Any]:
         """Liveness, then enrolment or verification from the same session, in one step."""
         caller, subject_id, flow = self.open(token)
+        require_video_upload(self.ctx.tenant(caller.tenant_id))
         link_id = caller.key_id[len("capture:") :]
         if flow == "enroll" and not self.ctx.store.spend_capture_link(
             caller.tenant_id, link_id, self.ctx.now()
@@ -177,10 +231,78 @@ class Capture:
             "actions": verdict["actions"],
             "result": None,
         }
-        if verdict["live"] and verdict["session_id"]:
-            probe = self.probes.from_session(caller, verdict["session_id"], subject_id, (flow,))
-            if flow == "enroll":
-                out["result"] = self.enrolment.enroll(caller, subject_id, probe, "liveness")
-            else:
-                out["result"] = self.matching.verify(caller, subject_id, probe)
+        out["result"] = self.finish(
+            caller, subject_id, flow, verdict["session_id"], verdict["live"], verdict["reasons"]
+        )
         return out
+
+    def finish(
+        self,
+        caller: Caller,
+        subject_id: str,
+        flow: str,
+        session_id: str | None,
+        live: bool,
+        reasons: list[dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """After a capture's liveness verdict (uploaded or streamed): enrol or verify from the
+        live session at once, and record the link's outcome for the relying party."""
+        result = None
+        codes = [r["code"] for r in reasons]
+        link_id = caller.key_id[len("capture:") :]
+        try:
+            if live and session_id:
+                probe = self.probes.from_session(caller, session_id, subject_id, (flow,))
+                if flow == "enroll":
+                    result = self.enrolment.enroll(caller, subject_id, probe, "liveness")
+                else:
+                    result = self.matching.verify(caller, subject_id, probe)
+        except (
+            FacegateError
+        ) as exc:  # locked, a duplicate refused...: the link failed, and says why
+            outcome = {
+                "live": live,
+                "match": None,
+                "enrolled": False,
+                "reasons": [*codes, exc.code],
+            }
+            self.ctx.store.record_capture_outcome(
+                caller.tenant_id, link_id, "failed", outcome, self.ctx.now()
+            )
+            raise
+        passed = live and result is not None and (flow == "enroll" or bool(result["match"]))
+        outcome = {
+            "live": live,
+            "match": None if result is None or flow == "enroll" else bool(result["match"]),
+            "enrolled": flow == "enroll" and result is not None,
+            "reasons": codes,
+        }
+        self.ctx.store.record_capture_outcome(
+            caller.tenant_id, link_id, "passed" if passed else "failed", outcome, self.ctx.now()
+        )
+        return result
+
+    def link_status(self, caller: Caller, link_id: str) -> dict[str, Any]:
+        """A link's state for the relying party's back end: pending, passed, failed, declined,
+        expired or revoked, with the result of its last capture (no biometric data)."""
+        link = self.ctx.store.get_capture_link(caller.tenant_id, link_id)
+        if link is None:
+            raise NotFoundError("no such capture link")
+        if link.revoked_at is not None or link.key_revoked:
+            status = "revoked"
+        elif link.outcome is not None:
+            status = link.outcome
+        elif link.expires_at < self.ctx.now():
+            status = "expired"
+        else:
+            status = "pending"
+        return {
+            "id": link.id,
+            "status": status,
+            "flow": link.flow,
+            "subject_id": link.subject_id,
+            "created_at": link.created_at,
+            "expires_at": link.expires_at,
+            "completed_at": link.outcome_at,
+            "result": link.result,
+        }

@@ -12,6 +12,7 @@ from facegate.protection.crypto import load_keyring
 from facegate.service.facade import FaceService
 from facegate.service.index import DatabaseIndex, GalleryIndex, MemoryIndex
 from facegate.settings import Settings
+from facegate.storage.audit_anchor import AuditAnchor
 from facegate.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -19,21 +20,29 @@ log = logging.getLogger(__name__)
 
 def open_store(settings: Settings) -> tuple[Store, GalleryIndex]:
     """The database and 1:N index this deployment uses: ``FACEGATE_DATABASE_URL`` selects
-    PostgreSQL (its pgvector index serves 1:N), else SQLite in the data folder with an in-process
-    index (``FACEGATE_INDEX``: flat, hnsw or milvus)."""
+    PostgreSQL, else SQLite in the data folder. Either way the index is by default in-process,
+    built from the sealed templates (``FACEGATE_INDEX``: flat or hnsw), so the database holds
+    nothing searchable; ``milvus`` and, on PostgreSQL, ``pgvector-unsealed`` are the opt-ins
+    that keep transformed vectors outside the envelope (docs/scaling.md says what that costs)."""
+    store: Store
     if settings.uses_postgres:
         from facegate.storage.postgres import PostgresStore
 
-        pg = PostgresStore(str(settings.database_url))
-        return pg, DatabaseIndex(pg)
-    from facegate.storage.sqlite import SQLiteStore
+        unsealed = settings.index == "pgvector-unsealed"
+        pg = PostgresStore(str(settings.database_url), unsealed_index=unsealed)
+        if unsealed:
+            log.warning("FACEGATE_INDEX=pgvector-unsealed: transformed vectors kept in clear")
+            return pg, DatabaseIndex(pg)
+        store = pg
+    else:
+        from facegate.storage.sqlite import SQLiteStore
 
-    data_dir = settings.ensure_data_dir()
-    store = SQLiteStore(data_dir / "facegate.sqlite3")
+        store = SQLiteStore(settings.ensure_data_dir() / "facegate.sqlite3")
     if settings.index == "milvus":
         from facegate.service.milvus_index import MilvusIndex
 
-        return store, MilvusIndex(settings.milvus_uri or str(data_dir / "milvus.db"))
+        uri = settings.milvus_uri or str(settings.ensure_data_dir() / "milvus.db")
+        return store, MilvusIndex(uri)
     return store, MemoryIndex(settings.index)
 
 
@@ -41,6 +50,7 @@ def open_service(settings: Settings) -> FaceService:
     """Everything a server or CLI process needs, loaded once."""
     store, index = open_store(settings)
     ring = load_keyring(settings.key_file, settings.master_keys)
+    store.audit_anchor = AuditAnchor(settings.audit_anchor_path, store, ring)
     engine = FaceEngine(
         embedder=settings.embedder or DEFAULT_EMBEDDER, num_threads=settings.num_threads
     )

@@ -7,6 +7,7 @@ isolation is structural. Face images and plain embeddings live only in local var
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +18,17 @@ import numpy as np
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import ConsentRequiredError, EvidenceError, NotFoundError
 from facegate.liveness.check import LivenessChecker
+from facegate.protection.audit_keys import SEALED_DETAIL_KEYS, chain_key, seal_details
 from facegate.protection.crypto import KeyRing
 from facegate.protection.tenant import TenantSecrets, open_tenant
 from facegate.service.gallery import Gallery
 from facegate.service.policy import CONSENT_PURPOSE
-from facegate.storage.base import Store, SubjectRow, TenantRow
+from facegate.storage.base import Store, SubjectRow, TemplateRow, TenantRow
+
+# The engine's TFLite interpreters must never run in two threads at once ("There is at least 1
+# reference to internal data"). Every analysis of this process takes this one lock: uploads (the
+# web layer's analysis thread, web/deps.py) and streamed frames (service/stream.py) alike.
+ENGINE_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,9 @@ class ServiceContext:
     gallery: Gallery
     calibration: dict[str, Any]
     clock: Callable[[], float] = time.time  # the service's own clock (tests move it)
+    # Called with (action, outcome, reason codes) for every audited event: the metrics count
+    # them. Observers see codes only, never scores, subjects or keys.
+    observers: list[Callable[[str, str, list[str]], None]] = field(default_factory=list)
 
     def now(self) -> float:
         return self.clock()
@@ -98,14 +108,41 @@ class ServiceContext:
         actor: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        """Append a record, keyed by the current master key's chain key. Details that reveal
+        biometric relations (``SEALED_DETAIL_KEYS``: scores, duplicate links) are sealed under
+        the tenant's key into ``details["sealed"]``: the database shows only that they exist."""
+        tenant = tenant_id or (caller.tenant_id if caller else None)
+        details = dict(details or {})
+        codes = [str(c) for c in details.get("reasons", []) if isinstance(c, str)]
+        for observe in self.observers:
+            observe(action, outcome, codes)
+        hidden = {k: details.pop(k) for k in sorted(SEALED_DETAIL_KEYS & details.keys())}
+        if hidden:
+            if tenant is None:  # nothing to seal them under: left out (fail closed)
+                details["withheld"] = sorted(hidden)
+            else:
+                keys = self.secrets_of(self.tenant(tenant))
+                details["sealed"] = seal_details(keys, subject_id, action, hidden)
         self.store.append_audit(
             at=self.now(),
-            tenant_id=tenant_id or (caller.tenant_id if caller else None),
+            tenant_id=tenant,
             actor=actor or (caller.actor if caller else "system"),
             action=action,
             subject_id=subject_id,
             outcome=outcome,
-            details=details or {},
+            details=details,
+            audit_key=chain_key(self.ring),
+        )
+
+    def quarantined(self, t: TemplateRow) -> None:
+        """Audit a template taken out of use because its sealed bytes do not open."""
+        self.audit(
+            None,
+            "template.quarantined",
+            "quarantined",
+            subject_id=t.subject_id,
+            tenant_id=t.tenant_id,
+            details={"template_id": t.id},
         )
 
     def subject(self, caller: Caller, subject_id: str) -> SubjectRow:

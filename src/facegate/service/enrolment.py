@@ -71,27 +71,29 @@ class Enrolment:
                 "probe from another embedding space", code="embedding_space_mismatch"
             )
         overridden = self.same_face_or_override(caller, tenant, subject_id, probe, override)
-        secrets_ = ctx.secrets_of(tenant)
-        protected = secrets_.protect(probe.embedding)
         dup_threshold, dup_fmr = ctx.threshold(tenant.settings["duplicate_operating_point"])
         policy = tenant.settings["duplicate_policy"]
         template_id = "tp_" + secrets.token_hex(12)
         aad = template_aad(tenant.id, subject_id, template_id, probe.space_id)
-        row = TemplateRow(
-            0,
-            template_id,
-            tenant.id,
-            subject_id,
-            probe.space_id,
-            tenant.transform_version,
-            secrets_.seal_vector(protected, aad),
-            source,
-            time.time(),
-        )
         # Search and insert under one tenant lock, so that two workers enrolling the same face at
-        # once cannot both miss each other: the second sees the first's template.
+        # once cannot both miss each other: the second sees the first's template. The transform
+        # is read under the lock too: a renewal (which takes it) cannot slip in between.
         with ctx.store.tx():
             ctx.store.lock_tenant(tenant.id)
+            tenant = ctx.tenant(tenant.id)
+            secrets_ = ctx.secrets_of(tenant)
+            protected = secrets_.protect(probe.embedding)
+            row = TemplateRow(
+                0,
+                template_id,
+                tenant.id,
+                subject_id,
+                probe.space_id,
+                tenant.transform_version,
+                secrets_.seal_vector(protected, aad),
+                source,
+                time.time(),
+            )
             ctx.gallery.sync()
             hits = ctx.gallery.search(
                 tenant.id, probe.space_id, protected, k=20, min_score=dup_threshold

@@ -4,10 +4,12 @@ operator tasks) over one shared ``ServiceContext``. Each method hands over to it
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from facegate.engine.compare import load_calibration
 from facegate.engine.pipeline import FaceEngine
+from facegate.errors import UnavailableError
 from facegate.liveness.check import LivenessChecker
 from facegate.protection.crypto import KeyRing
 from facegate.protection.tenant import TenantSecrets
@@ -21,9 +23,10 @@ from facegate.service.liveness import LivenessSessions
 from facegate.service.matching import Matching
 from facegate.service.operations import Operations
 from facegate.service.probes import Probes
+from facegate.service.stream import StreamRun, StreamSessions
 from facegate.service.subjects import Subjects
 from facegate.service.tenants import Tenants
-from facegate.storage.base import Store, TenantRow
+from facegate.storage.base import Store, TemplateRow, TenantRow
 
 
 class FaceService:
@@ -36,7 +39,7 @@ class FaceService:
         index: GalleryIndex | None = None,
     ) -> None:
         index = index if index is not None else MemoryIndex("flat")
-        gallery = Gallery(store, index, engine.space_id, self._open_secrets)
+        gallery = Gallery(store, index, engine.space_id, self._open_secrets, self._quarantined)
         self.ctx = ServiceContext(
             store, ring, engine, checker, gallery, load_calibration(engine.space_id)
         )
@@ -58,6 +61,9 @@ class FaceService:
 
     def _open_secrets(self, tenant: TenantRow) -> TenantSecrets:
         return self.ctx.secrets_of(tenant)
+
+    def _quarantined(self, t: TemplateRow) -> None:
+        self.ctx.quarantined(t)
 
     # -- what callers hold on to ----------------------------------------------------------------
 
@@ -91,8 +97,15 @@ class FaceService:
         return self.ctx.tenant(tenant_id)
 
     def readiness(self) -> dict[str, Any]:
-        """Ready when the database answers; names the embedding space and whether liveness runs."""
-        self.ctx.store.last_log_seq()
+        """Ready when the database answers; names the embedding space and whether liveness runs.
+        Any failure of the store (a lost connection, a database restarting) is ``UnavailableError``
+        (503), so that ``/readyz`` takes this worker out of rotation instead of answering 500."""
+        try:
+            self.ctx.store.last_log_seq()
+        except Exception as exc:
+            raise UnavailableError(
+                "the database does not answer", code="database_unavailable"
+            ) from exc
         return {
             "status": "ready",
             "embedding_space": self.ctx.space_id,
@@ -123,6 +136,19 @@ class FaceService:
 
     def create_key(self, caller: Caller, roles: frozenset[str], label: str) -> dict[str, Any]:
         return self.tenants.create_key(caller, roles, label)
+
+    def quarantined(self, caller: Caller) -> dict[str, Any]:
+        rows = self.ctx.store.quarantined_templates(caller.tenant_id)
+        return {
+            "templates": [
+                {
+                    "subject_id": q.subject_id,
+                    "template_id": q.template_id,
+                    "quarantined_at": q.quarantined_at,
+                }
+                for q in rows
+            ]
+        }
 
     def revoke_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
         return self.tenants.revoke_key(caller, key_id)
@@ -203,12 +229,36 @@ class FaceService:
         return self.liveness.submit(caller, token, video, subject_id, purpose)
 
     def new_capture_link(
-        self, caller: Caller, subject_id: str, flow: str, ttl_s: float = 600.0
+        self,
+        caller: Caller,
+        subject_id: str,
+        flow: str,
+        ttl_s: float = 600.0,
+        actions: tuple[str, ...] | None = None,
+        flash: bool | None = None,
     ) -> dict[str, Any]:
-        return self.capture.new_link(caller, subject_id, flow, ttl_s)
+        return self.capture.new_link(caller, subject_id, flow, ttl_s, actions=actions, flash=flash)
+
+    def capture_link_status(self, caller: Caller, link_id: str) -> dict[str, Any]:
+        return self.capture.link_status(caller, link_id)
 
     def revoke_capture_link(self, caller: Caller, link_id: str) -> dict[str, Any]:
         return self.capture.revoke_link(caller, link_id)
+
+    @cached_property
+    def streams(self) -> StreamSessions:
+        """Streamed liveness sessions (built on first use: most callers never stream)."""
+        return StreamSessions(self.ctx, self.attempts, self.capture)
+
+    def open_stream(
+        self,
+        caller: Caller,
+        subject_id: str | None,
+        purpose: str | None,
+        actions: tuple[str, ...] | None = None,
+        capture_link: str | None = None,
+    ) -> StreamRun:
+        return self.streams.open(caller, subject_id, purpose, actions, capture_link)
 
     def open_capture(self, token: str) -> tuple[Caller, str, str]:
         return self.capture.open(token)

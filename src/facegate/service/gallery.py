@@ -7,13 +7,15 @@ Only transformed (protected) vectors enter an index; opening them needs the tena
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
 
+from facegate.errors import ProtectionError
 from facegate.protection.tenant import TenantSecrets, template_aad
 from facegate.service.index import GalleryIndex, Hit, IndexItem, apply_template_log
-from facegate.storage.base import Store, TenantRow
+from facegate.storage.base import Store, TemplateRow, TenantRow
 
 OpenSecrets = Callable[[TenantRow], TenantSecrets]
 log = logging.getLogger(__name__)
@@ -21,26 +23,30 @@ log = logging.getLogger(__name__)
 
 class Gallery:
     def __init__(
-        self, store: Store, index: GalleryIndex, space_id: str, open_secrets: OpenSecrets
+        self,
+        store: Store,
+        index: GalleryIndex,
+        space_id: str,
+        open_secrets: OpenSecrets,
+        report: Callable[[TemplateRow], None] | None = None,
     ) -> None:
         self.store = store
         self.index = index
         self.space_id = space_id
         self.open_secrets = open_secrets
+        self.report = report  # audits a quarantined template
 
     def _load(self, template_id: str) -> IndexItem | None:
-        """(tenant, space, subject, protected vector) of one template, or None when it is gone
-        or belongs to another embedding space."""
+        """(tenant, space, subject, protected vector) of one template, or None when it is gone,
+        belongs to another embedding space or does not open (then it is quarantined)."""
         t = self.store.get_template(template_id)
         if t is None or t.space_id != self.space_id:
             return None
         tenant = self.store.get_tenant(t.tenant_id)
         if tenant is None:
             return None
-        v = self.open_secrets(tenant).open_vector(
-            t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
-        )
-        return (t.tenant_id, t.space_id, t.subject_id, v)
+        v = open_template(self.store, self.open_secrets(tenant), t, self.report)
+        return None if v is None else (t.tenant_id, t.space_id, t.subject_id, v)
 
     def rebuild(self) -> None:
         """Load every template of this embedding space (skipped for a database-side index)."""
@@ -51,19 +57,27 @@ class Gallery:
         last = self.store.last_log_seq()
         batch = []
         elsewhere: dict[str, int] = {}
+        unopenable: set[str] = set()
         for t in self.store.all_templates():
             if t.space_id != self.space_id:
                 elsewhere[t.space_id] = elsewhere.get(t.space_id, 0) + 1
+                continue
+            if t.tenant_id in unopenable:
                 continue
             if t.tenant_id not in opened:
                 tenant = self.store.get_tenant(t.tenant_id)
                 if tenant is None:
                     continue
-                opened[t.tenant_id] = self.open_secrets(tenant)
-            v = opened[t.tenant_id].open_vector(
-                t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
-            )
-            batch.append((t.tenant_id, t.space_id, t.id, t.subject_id, v))
+                try:
+                    opened[t.tenant_id] = self.open_secrets(tenant)
+                except ProtectionError:
+                    # one tenant's damaged key row must not stop every other tenant's service
+                    log.error("the keys of tenant %s do not open; its gallery is empty", tenant.id)
+                    unopenable.add(t.tenant_id)
+                    continue
+            v = open_template(self.store, opened[t.tenant_id], t, self.report)
+            if v is not None:
+                batch.append((t.tenant_id, t.space_id, t.id, t.subject_id, v))
         self.index.add_many(batch)
         self.index.synced_seq = last
         for space, count in sorted(elsewhere.items()):
@@ -94,6 +108,27 @@ class Gallery:
     def store_vector(self, template_id: str, vector: np.ndarray) -> None:
         """Inside the enrolment transaction: a database-side index writes the vector there."""
         self.index.store_vector(template_id, vector)
+
+
+def open_template(
+    store: Store,
+    secrets_: TenantSecrets,
+    t: TemplateRow,
+    report: Callable[[TemplateRow], None] | None = None,
+) -> np.ndarray | None:
+    """A template's protected vector, or None for a row whose sealed bytes do not open: that row
+    is quarantined (out of every query and index, logged and audited by its id) and the service
+    goes on with every other template. The error names the row, not the master key."""
+    try:
+        return secrets_.open_vector(
+            t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
+        )
+    except ProtectionError:
+        if store.quarantine_template(t.id, time.time()):
+            log.error("template %s of tenant %s does not open: quarantined", t.id, t.tenant_id)
+            if report is not None:
+                report(t)  # the audit record
+        return None
 
 
 def best_per_subject(hits: list[Hit]) -> list[dict[str, object]]:

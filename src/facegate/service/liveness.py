@@ -31,6 +31,16 @@ def check_purpose(purpose: str | None) -> None:
         raise InputError(f"purpose must be one of {', '.join(PURPOSES)}", code="bad_request")
 
 
+def require_video_upload(tenant: TenantRow) -> None:
+    """Whole-video uploads only where the tenant's admin allowed them: a challenge known in full
+    can be answered by an offline renderer; the stream reveals it step by step."""
+    if not tenant.settings.get("allow_video_upload"):
+        raise ForbiddenError(
+            "this tenant accepts streamed checks only (/v1/liveness/stream)",
+            code="video_upload_disabled",
+        )
+
+
 class LivenessSessions:
     def __init__(self, ctx: ServiceContext, attempts: Attempts) -> None:
         self.ctx = ctx
@@ -95,6 +105,7 @@ class LivenessSessions:
                 "liveness is not enabled on this server", code="liveness_disabled"
             )
         tenant = ctx.tenant(caller.tenant_id)
+        require_video_upload(tenant)
         now = ctx.now()
         challenge = verify_challenge(token, self.challenge_key(tenant), now=now)
         check_purpose(purpose)

@@ -11,10 +11,9 @@ import numpy as np
 
 from facegate.engine.compare import load_calibration
 from facegate.errors import ConflictError, EvidenceError, FacegateError, ForbiddenError
-from facegate.protection.tenant import template_aad
 from facegate.service.attempts import Attempts
 from facegate.service.context import Caller, Probe, ServiceContext
-from facegate.service.gallery import best_per_subject
+from facegate.service.gallery import best_per_subject, open_template
 from facegate.storage.base import TenantRow
 from facegate.types import Embedding
 
@@ -23,25 +22,20 @@ def best_score(
     ctx: ServiceContext, tenant: TenantRow, subject_id: str, probe: Probe
 ) -> float | None:
     """The probe's best cosine score against the subject's templates of its embedding space
-    (None when there are none). Both sides are in the tenant's transformed space."""
+    (None when there are none that open). Both sides are in the tenant's transformed space."""
     templates = [
         t for t in ctx.store.templates_of(tenant.id, subject_id) if t.space_id == probe.space_id
     ]
-    if not templates:
-        return None
     secrets_ = ctx.secrets_of(tenant)
     protected = secrets_.protect(probe.embedding)
-    return max(
-        float(
-            np.dot(
-                protected,
-                secrets_.open_vector(
-                    t.sealed_vector, template_aad(tenant.id, subject_id, t.id, t.space_id)
-                ),
-            )
-        )
+    vectors = [
+        v
         for t in templates
-    )
+        if (v := open_template(ctx.store, secrets_, t, ctx.quarantined)) is not None
+    ]
+    if not vectors:
+        return None
+    return max(float(np.dot(protected, v)) for v in vectors)
 
 
 class Matching:
@@ -235,9 +229,9 @@ class Matching:
         for t in ctx.store.all_templates(tenant.id):
             if t.space_id != ctx.space_id:
                 continue
-            v = secrets_.open_vector(
-                t.sealed_vector, template_aad(tenant.id, t.subject_id, t.id, t.space_id)
-            )
+            v = open_template(ctx.store, secrets_, t, ctx.quarantined)
+            if v is None:
+                continue
             for h in ctx.gallery.search(tenant.id, t.space_id, v, k=20, min_score=threshold):
                 if h.subject_id != t.subject_id:
                     parent[find(h.subject_id)] = find(t.subject_id)

@@ -10,6 +10,7 @@ from facegate.protection.crypto import seal
 from facegate.protection.tenant import seed_aad, template_aad
 from facegate.protection.transform import retransform
 from facegate.service.context import ServiceContext
+from facegate.service.gallery import open_template
 
 
 class Operations:
@@ -39,6 +40,7 @@ class Operations:
                 ctx.gallery.sync()  # the template log carries the removals
                 erased += 1
             report[tenant.name] = {"subjects_erased": erased}
+        ctx.store.purge_deleted()  # no copy of the erased rows left in the database files
         return report
 
     def rotate_master_key(self) -> dict[str, Any]:
@@ -66,19 +68,18 @@ class Operations:
         """A new secret transform for one tenant; stored templates are moved to it, so copies
         taken before stop matching anything."""
         ctx = self.ctx
-        tenant = ctx.tenant(tenant_id)
-        old = ctx.secrets_of(tenant)
-        new_seed, new_version = secrets.token_bytes(32), tenant.transform_version + 1
         with ctx.store.tx():
+            ctx.store.lock_tenant(tenant_id)  # no enrolment of this tenant runs meanwhile
+            tenant = ctx.tenant(tenant_id)
+            old = ctx.secrets_of(tenant)
+            new_seed, new_version = secrets.token_bytes(32), tenant.transform_version + 1
             for t in ctx.store.all_templates(tenant_id):
                 aad = template_aad(tenant_id, t.subject_id, t.id, t.space_id)
-                v = retransform(
-                    old.open_vector(t.sealed_vector, aad),
-                    old.seed,
-                    t.transform_version,
-                    new_seed,
-                    new_version,
-                )
+                current = open_template(ctx.store, old, t, ctx.quarantined)
+                if current is None:  # a damaged row: quarantined, not carried over
+                    continue
+                v = retransform(current, old.seed, t.transform_version, new_seed, new_version)
+                # the template log records the swap, so running workers' indexes follow it
                 ctx.store.replace_template_vector(t.id, old.seal_vector(v, aad), new_version)
                 ctx.gallery.store_vector(t.id, v)
             ctx.store.update_tenant_keys(

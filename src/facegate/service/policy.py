@@ -28,6 +28,10 @@ DEFAULT_TENANT_SETTINGS: dict[str, Any] = {
     "reveal_scores": False,
     # Whether a genuine match with a passed liveness check lifts a lock an attacker caused.
     "live_match_clears_lock": False,
+    # Whole recorded videos (POST /v1/liveness/sessions, /v1/capture/submit) are refused unless
+    # an admin allows them for clients that cannot stream: a video made after the challenge was
+    # learnt in full can be rendered offline (the emulator kit passed 4 of 7 that way).
+    "allow_video_upload": False,
     "consent_text_version": "1",
     "consent_text": (
         "We compare your face with the photo you enrol so that only you can use this account. "
@@ -53,6 +57,7 @@ PUBLIC_SETTINGS = (
     "allow_chosen_actions",
     "reveal_scores",
     "live_match_clears_lock",
+    "allow_video_upload",
     "consent_text",
     "consent_text_version",
     "non_face_alternative",
@@ -64,6 +69,7 @@ AUDITED_SETTINGS = (
     "allow_chosen_actions",
     "reveal_scores",
     "live_match_clears_lock",
+    "allow_video_upload",
     "operating_point",
     "duplicate_policy",
 )

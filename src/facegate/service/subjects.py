@@ -9,10 +9,12 @@ import secrets
 import time
 from typing import Any
 
-from facegate.errors import EvidenceError
+from facegate.errors import EvidenceError, ProtectionError
+from facegate.protection.audit_keys import open_details
+from facegate.protection.tenant import TenantSecrets
 from facegate.service.context import Caller, ServiceContext
 from facegate.service.policy import CONSENT_PURPOSE
-from facegate.storage.base import ConsentRow
+from facegate.storage.base import AuditRecord, ConsentRow
 
 # Audit details that name other subjects (which faces matched this one): a data-subject export
 # holds nothing about anyone else.
@@ -32,6 +34,19 @@ def consent_view(c: ConsentRow | None) -> dict[str, Any]:
         "granted_at": c.granted_at,
         "withdrawn_at": c.withdrawn_at,
     }
+
+
+def opened_details(keys: TenantSecrets, r: AuditRecord) -> dict[str, Any]:
+    """A record's details with its sealed part opened (the tenant's own export only); a part
+    sealed under a data key since replaced stays marked as unreadable."""
+    details = dict(r.details)
+    sealed = details.pop("sealed", None)
+    if isinstance(sealed, str):
+        try:
+            details.update(open_details(keys, r.subject_id, r.action, sealed))
+        except ProtectionError:
+            details["sealed"] = "unreadable"
+    return details
 
 
 class Subjects:
@@ -105,6 +120,7 @@ class Subjects:
                 subject_id=subject_id,
                 details={"consents_withdrawn": withdrawn, "templates_erased": len(removed)},
             )
+        ctx.store.purge_deleted()  # no copy of the erased rows left in the database files
         ctx.gallery.sync()  # the template log carries the removals
         return {"consents_withdrawn": withdrawn, "templates_erased": len(removed)}
 
@@ -123,6 +139,7 @@ class Subjects:
                 subject_id=subject_id,
                 details={"templates_erased": len(removed)},
             )
+        ctx.store.purge_deleted()  # no copy of the erased rows left in the database files
         ctx.gallery.sync()  # the template log carries the removals
         return {"subject_id": subject_id, "erased": True, "templates_erased": len(removed)}
 
@@ -131,6 +148,7 @@ class Subjects:
         ctx = self.ctx
         view = self.view(caller, subject_id)
         templates = ctx.store.templates_of(caller.tenant_id, subject_id)
+        keys = ctx.secrets_of(ctx.tenant(caller.tenant_id))
         out = {
             **view,
             "consents": [consent_view(c) for c in ctx.store.consents(caller.tenant_id, subject_id)],
@@ -151,7 +169,9 @@ class Subjects:
                     "actor": r.actor,
                     "action": r.action,
                     "outcome": r.outcome,
-                    "details": {k: v for k, v in r.details.items() if k not in OTHER_SUBJECTS},
+                    "details": {
+                        k: v for k, v in opened_details(keys, r).items() if k not in OTHER_SUBJECTS
+                    },
                 }
                 for r in ctx.store.audit_records(caller.tenant_id, subject_id)
             ],

@@ -74,6 +74,16 @@ class TemplateRow:
 
 
 @dataclass(frozen=True)
+class QuarantinedTemplate:
+    """A template whose sealed bytes did not open: named by its row, never blamed on a key."""
+
+    tenant_id: str
+    subject_id: str
+    template_id: str
+    quarantined_at: float
+
+
+@dataclass(frozen=True)
 class LivenessSessionRow:
     """A liveness check's outcome, spent by one enrolment or verification."""
 
@@ -103,6 +113,9 @@ class CaptureLinkRow:
     used_at: float | None = None
     revoked_at: float | None = None
     key_revoked: bool = False
+    outcome: str | None = None  # passed, failed, declined
+    outcome_at: float | None = None
+    result: dict[str, Any] | None = None  # live, match, reason codes: no biometric data
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    key_version: int | None = None  # the master-key version whose chain key keyed ``hash``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +164,8 @@ class TemplateLogEntry(NamedTuple):
 class Store(Protocol):
     """Every method touches one tenant's rows only (the tenant id is always an argument, except
     for operator tasks over all tenants), and ``tx()`` groups calls into one atomic transaction."""
+
+    audit_anchor: Any  # told of every audit append (storage/audit_anchor.py), or None
 
     # transactions and locks
     def tx(self) -> AbstractContextManager[Any]: ...
@@ -237,6 +253,10 @@ class Store(Protocol):
 
     def template_log_since(self, seq: int) -> list[TemplateLogEntry]: ...
 
+    def quarantine_template(self, template_id: str, now: float) -> bool: ...
+
+    def quarantined_templates(self, tenant_id: str | None = None) -> list[QuarantinedTemplate]: ...
+
     def last_log_seq(self) -> int: ...
 
     # liveness and lockout
@@ -274,6 +294,20 @@ class Store(Protocol):
 
     def revoke_capture_link(self, tenant_id: str, link_id: str, now: float) -> bool: ...
 
+    def claim_idempotency_key(
+        self, tenant_id: str, key_hash: str, request_hash: str, now: float
+    ) -> Any: ...
+
+    def finish_idempotency_key(
+        self, tenant_id: str, key_hash: str, status: int, sealed_answer: bytes
+    ) -> None: ...
+
+    def release_idempotency_key(self, tenant_id: str, key_hash: str) -> None: ...
+
+    def record_capture_outcome(
+        self, tenant_id: str, link_id: str, outcome: str, result: dict[str, Any], now: float
+    ) -> None: ...
+
     # attempts and locks (attempts.py)
     def begin_attempt(
         self,
@@ -310,11 +344,20 @@ class Store(Protocol):
         subject_id: str | None,
         outcome: str,
         details: dict[str, Any],
+        audit_key: Any,
     ) -> None: ...
 
     def audit_records(
         self, tenant_id: str | None = None, subject_id: str | None = None
     ) -> list[AuditRecord]: ...
+
+    def audit_records_since(self, seq: int) -> list[AuditRecord]: ...
+
+    def audit_head(self) -> Any: ...
+
+    # erasure: make deleted rows unrecoverable from the database files (SQLite: secure_delete
+    # is on, then the WAL is checkpointed and truncated)
+    def purge_deleted(self) -> None: ...
 
 
 class VectorStore(Store, Protocol):

@@ -148,6 +148,35 @@ SQLITE: list[str] = [
         PRIMARY KEY (tenant_id, id)
     );
     """,
+    # 4: the audit chain is keyed (HMAC under a key derived from the master key); each record
+    # names the master-key version that keyed it (NULL: an unkeyed record from before)
+    """
+    ALTER TABLE audit ADD COLUMN key_version INTEGER;
+    """,
+    # 5: a template whose sealed bytes no longer open (tampered, damaged) is quarantined: out of
+    # every query and index, kept for the operator to see (facegate audit verify, an admin route)
+    """
+    ALTER TABLE templates ADD COLUMN quarantined_at REAL;
+    """,
+    # 6: a capture link's outcome for the relying party (GET /v1/capture-links/{id}): passed,
+    # failed or declined, and a result without biometric data (live, match, reason codes)
+    """
+    ALTER TABLE capture_links ADD COLUMN outcome TEXT;
+    ALTER TABLE capture_links ADD COLUMN outcome_at REAL;
+    ALTER TABLE capture_links ADD COLUMN result TEXT;
+    """,
+    # 7: Idempotency-Key: the first answer to a key is kept (sealed) and replayed to retries
+    """
+    CREATE TABLE idempotency (
+        tenant_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status INTEGER,
+        sealed_answer BLOB,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, key_hash)
+    );
+    """,
 ]
 
 
@@ -249,6 +278,34 @@ POSTGRES: list[str] = [
         used_at DOUBLE PRECISION,
         revoked_at DOUBLE PRECISION,
         PRIMARY KEY (tenant_id, id)
+    );
+    """,
+    # 4: the audit chain is keyed (as SQLite's migration 4)
+    """
+    ALTER TABLE audit ADD COLUMN key_version INTEGER;
+    """,
+    # 5: a template whose sealed bytes no longer open (tampered, damaged) is quarantined: out of
+    # every query and index, kept for the operator to see (facegate audit verify, an admin route)
+    """
+    ALTER TABLE templates ADD COLUMN quarantined_at DOUBLE PRECISION;
+    """,
+    # 6: a capture link's outcome for the relying party (GET /v1/capture-links/{id}): passed,
+    # failed or declined, and a result without biometric data (live, match, reason codes)
+    """
+    ALTER TABLE capture_links ADD COLUMN outcome TEXT;
+    ALTER TABLE capture_links ADD COLUMN outcome_at DOUBLE PRECISION;
+    ALTER TABLE capture_links ADD COLUMN result TEXT;
+    """,
+    # 7: Idempotency-Key: the first answer to a key is kept (sealed) and replayed to retries
+    """
+    CREATE TABLE idempotency (
+        tenant_id TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status INTEGER,
+        sealed_answer BYTEA,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, key_hash)
     );
     """,
 ]

@@ -145,6 +145,9 @@ class SessionQueries(SQLBase):
             used_at=r["used_at"],
             revoked_at=r["revoked_at"],
             key_revoked=r["key_revoked_at"] is not None,
+            outcome=r["outcome"],
+            outcome_at=r["outcome_at"],
+            result=json.loads(r["result"]) if r["result"] else None,
         )
 
     def spend_capture_link(self, tenant_id: str, link_id: str, now: float) -> bool:
@@ -157,6 +160,17 @@ class SessionQueries(SQLBase):
                     (now, tenant_id, link_id, now),
                 ).rowcount
                 == 1
+            )
+
+    def record_capture_outcome(
+        self, tenant_id: str, link_id: str, outcome: str, result: dict[str, Any], now: float
+    ) -> None:
+        """The latest outcome of a link's capture (a verify link may be used again)."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE capture_links SET outcome=?, outcome_at=?, result=?"
+                " WHERE tenant_id=? AND id=?",
+                (outcome, now, json.dumps(result), tenant_id, link_id),
             )
 
     def revoke_capture_link(self, tenant_id: str, link_id: str, now: float) -> bool:

@@ -20,15 +20,17 @@ from facegate.storage.audit import AuditLog
 from facegate.storage.base import (
     ApiKeyRow,
     ConsentRow,
+    QuarantinedTemplate,
     SubjectRow,
     TemplateLogEntry,
     TemplateRow,
     TenantRow,
 )
+from facegate.storage.idempotency import IdempotencyQueries
 from facegate.storage.sessions import SessionQueries
 
 
-class SQLStore(AuditLog, SessionQueries, AttemptQueries):
+class SQLStore(AuditLog, SessionQueries, AttemptQueries, IdempotencyQueries):
     """Every query of the service, in SQL that SQLite and PostgreSQL both speak."""
 
     stores_protected_vectors = False  # True where the database itself indexes (pgvector)
@@ -248,6 +250,7 @@ class SQLStore(AuditLog, SessionQueries, AttemptQueries):
                     row.created_at,
                 ),
             )
+            self._lock_log(db)
             db.execute(
                 "INSERT INTO template_log (tenant_id, template_id, op) VALUES (?, ?, 'add')",
                 (row.tenant_id, row.id),
@@ -268,23 +271,62 @@ class SQLStore(AuditLog, SessionQueries, AttemptQueries):
 
     def templates_of(self, tenant_id: str, subject_id: str) -> list[TemplateRow]:
         rows = self._db().execute(
-            "SELECT * FROM templates WHERE tenant_id=? AND subject_id=? ORDER BY seq",
+            "SELECT * FROM templates WHERE tenant_id=? AND subject_id=?"
+            " AND quarantined_at IS NULL ORDER BY seq",
             (tenant_id, subject_id),
         )
         return [self._template(r) for r in rows]
 
     def all_templates(self, tenant_id: str | None = None) -> list[TemplateRow]:
         if tenant_id is None:
-            rows = self._db().execute("SELECT * FROM templates ORDER BY seq")
+            rows = self._db().execute(
+                "SELECT * FROM templates WHERE quarantined_at IS NULL ORDER BY seq"
+            )
         else:
             rows = self._db().execute(
-                "SELECT * FROM templates WHERE tenant_id=? ORDER BY seq", (tenant_id,)
+                "SELECT * FROM templates WHERE tenant_id=? AND quarantined_at IS NULL ORDER BY seq",
+                (tenant_id,),
             )
         return [self._template(r) for r in rows]
 
     def get_template(self, template_id: str) -> TemplateRow | None:
-        r = self._db().execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
+        r = (
+            self._db()
+            .execute(
+                "SELECT * FROM templates WHERE id=? AND quarantined_at IS NULL", (template_id,)
+            )
+            .fetchone()
+        )
         return self._template(r) if r else None
+
+    def quarantine_template(self, template_id: str, now: float) -> bool:
+        """Take a template that no longer opens out of use (and out of every index, through the
+        log). True for the one caller that quarantined it."""
+        with self.tx() as db:
+            r = db.execute(
+                "SELECT tenant_id FROM templates WHERE id=? AND quarantined_at IS NULL",
+                (template_id,),
+            ).fetchone()
+            if r is None:
+                return False
+            db.execute("UPDATE templates SET quarantined_at=? WHERE id=?", (now, template_id))
+            self._lock_log(db)
+            db.execute(
+                "INSERT INTO template_log (tenant_id, template_id, op) VALUES (?, ?, 'remove')",
+                (r["tenant_id"], template_id),
+            )
+            return True
+
+    def quarantined_templates(self, tenant_id: str | None = None) -> list[QuarantinedTemplate]:
+        sql = "SELECT tenant_id, subject_id, id, quarantined_at FROM templates"
+        sql += " WHERE quarantined_at IS NOT NULL" + (" AND tenant_id=?" if tenant_id else "")
+        rows = self._db().execute(
+            sql + " ORDER BY quarantined_at", (tenant_id,) if tenant_id else ()
+        )
+        return [
+            QuarantinedTemplate(r["tenant_id"], r["subject_id"], r["id"], r["quarantined_at"])
+            for r in rows
+        ]
 
     def delete_templates(
         self, tenant_id: str, subject_id: str, template_id: str | None = None
@@ -301,6 +343,8 @@ class SQLStore(AuditLog, SessionQueries, AttemptQueries):
                     (tenant_id, subject_id),
                 ).fetchall()
             ids = [r["id"] for r in rows]
+            if ids:
+                self._lock_log(db)
             for tid in ids:
                 db.execute("DELETE FROM templates WHERE id=?", (tid,))
                 db.execute(
@@ -312,11 +356,21 @@ class SQLStore(AuditLog, SessionQueries, AttemptQueries):
     def replace_template_vector(
         self, template_id: str, sealed_vector: bytes, transform_version: int
     ) -> None:
+        """A new sealed vector (a renewed transform): the log records it as a removal and an
+        addition, so every worker's in-memory index swaps the vector without a restart."""
         with self.tx() as db:
+            r = db.execute("SELECT tenant_id FROM templates WHERE id=?", (template_id,)).fetchone()
             db.execute(
                 "UPDATE templates SET sealed_vector=?, transform_version=? WHERE id=?",
                 (sealed_vector, transform_version, template_id),
             )
+            if r is not None:
+                self._lock_log(db)
+                for op in ("remove", "add"):
+                    db.execute(
+                        "INSERT INTO template_log (tenant_id, template_id, op) VALUES (?, ?, ?)",
+                        (r["tenant_id"], template_id, op),
+                    )
 
     def template_log_since(self, seq: int) -> list[TemplateLogEntry]:
         rows = self._db().execute(

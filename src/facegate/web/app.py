@@ -1,8 +1,12 @@
 """The FastAPI application: lifespan, limits, error handlers, the routers and the capture page.
 
-OpenAPI at /openapi.json and /docs. Uploads are read into memory only: Starlette's multipart
-parser would spool files over 1 MB to a temporary file, so its spool size is raised to the body
-limit, which ``BodyLimit`` enforces first. The routes themselves live in ``facegate.web.routers``.
+OpenAPI at /openapi.json (Swagger UI at /docs only with FACEGATE_API_DOCS=1). Uploads are read
+into memory only: Starlette's multipart parser would spool files over 1 MB to a temporary file,
+so its spool size is raised to the body limit, which ``BodyLimit`` enforces first. Requests
+pass, from the outside in: ``Metrics``; ``RateLimit`` (per address); ``AuthGate`` (the key or
+capture token from the headers, before any body is read, and the worker's cap on uploads in
+flight); ``Idempotency``; ``BodyLimit``. The routes run the engine through the worker's bounded
+``Analyses`` executor; they live in ``facegate.web.routers``.
 """
 
 from __future__ import annotations
@@ -10,34 +14,44 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette import formparsers
 
 from facegate import __version__
-from facegate.errors import FacegateError
+from facegate.errors import FacegateError, UnavailableError
 from facegate.service import FaceService
 from facegate.service.compose import open_service
 from facegate.settings import Settings
 from facegate.storage.ratelimit import PostgresRateStore, RateStore, SQLiteRateStore
 from facegate.web import openapi
-from facegate.web.middleware import BodyLimit, RateLimit, RateLimits, rate_secret
+from facegate.web.deps import Analyses
+from facegate.web.idempotency import Idempotency
+from facegate.web.metrics import Metrics, metrics_endpoint, observe_event
+from facegate.web.middleware import AuthGate, BodyLimit, RateLimit, RateLimits, rate_secret
 from facegate.web.problems import (
     facegate_error_handler,
+    problem,
     unexpected_error_handler,
     validation_error_handler,
 )
-from facegate.web.routers import capture, faces, health, liveness, subjects, tenant
+from facegate.web.routers import capture, faces, health, liveness, stream, subjects, tenant
 
 STATIC = Path(__file__).resolve().parent / "static"
 CAPTURE_PAGE_HEADERS = {
     "Cache-Control": "no-store",
+    # frame-ancestors 'none': no other site can frame the page (and trick a person into a
+    # capture under its own text); the camera for this origin only
     "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; "
-    "img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'",
+    "img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
 }
 DESCRIPTION = (
     "Self-hosted face verification with liveness, duplicate search and protected templates. "
@@ -71,26 +85,57 @@ def create_app(
     def get_service() -> FaceService:
         if not opened:
             opened.append(open_service(settings))
-        return opened[0]
+        svc = opened[0]
+        observers = getattr(getattr(svc, "ctx", None), "observers", None)
+        if observers is not None and observe_event not in observers:
+            observers.append(observe_event)
+        return svc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         get_service()  # load the models and open the store before the first request
         yield
 
-    app = FastAPI(lifespan=lifespan, title="facegate", version=__version__, description=DESCRIPTION)
+    # Swagger UI and ReDoc load their scripts from a public CDN on the API's own origin: off
+    # unless FACEGATE_API_DOCS=1 (the OpenAPI document itself is always at /openapi.json).
+    docs = {} if settings.api_docs else {"docs_url": None, "redoc_url": None}
+    app = FastAPI(
+        lifespan=lifespan,
+        title="facegate",
+        version=__version__,
+        description=DESCRIPTION,
+        **docs,  # type: ignore[arg-type]
+    )
     app.state.get_service = get_service
+    app.state.opened_service = lambda: opened[0] if opened else None  # /readyz: never loads
     app.state.settings = settings
+    app.state.analyses = Analyses(max_wait_s=settings.analysis_wait_s)
     app.state.rate_limits = limits = RateLimits(
         settings, rate_store or open_rate_store(settings), lambda: _bucket_secret(get_service())
     )
     app.add_exception_handler(FacegateError, facegate_error_handler)
+    app.add_exception_handler(UnavailableError, unavailable_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RateLimit, limits=limits)  # added last: outermost, before the body
+    # inside AuthGate, which found the caller from the headers
+    app.add_middleware(Idempotency, service=get_service, limit=settings.max_body_bytes)
 
-    for module in (health, tenant, subjects, faces, liveness, capture):
+    def check(kind: str, token: str) -> Any:
+        svc = get_service()
+        return svc.open_capture(token) if kind == "capture" else svc.authenticate(token)
+
+    app.add_middleware(
+        AuthGate,
+        check=check,
+        max_uploads=settings.max_concurrent_uploads,
+        drain_limit=settings.max_body_bytes,
+    )
+    app.add_middleware(RateLimit, limits=limits)  # before the body
+    app.add_middleware(Metrics)  # outermost: every request is counted, refused ones too
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+
+    for module in (health, tenant, subjects, faces, liveness, stream, capture):
         app.include_router(module.router)
     openapi.install(app)
 
@@ -102,6 +147,16 @@ def create_app(
         return FileResponse(STATIC / "index.html", headers=CAPTURE_PAGE_HEADERS)
 
     return app
+
+
+async def unavailable_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 as ``facegate_error_handler`` answers it, plus ``Retry-After`` where the error names
+    one (``busy``: the worker's analysis line is full), so a client backs off for that long."""
+    assert isinstance(exc, UnavailableError)
+    retry = exc.details.get("retry_after_s")
+    if isinstance(retry, int):
+        return problem(503, exc.code, str(exc), retry_after_s=retry)
+    return await facegate_error_handler(request, exc)
 
 
 def _bucket_secret(service: FaceService) -> bytes:

@@ -1,5 +1,6 @@
 """Route dependencies as ``Annotated`` aliases: the service, the authenticated caller with the
-roles a route needs, the capture link's context, and upload reading.
+roles a route needs, the capture link's context, upload reading, and the worker's executor for
+the CPU-bound engine.
 
 Authentication comes first, then the key's rate limit, then its roles, so an unknown key learns
 nothing about limits or roles. (The per-address limits run earlier, in ``RateLimit``; a capture
@@ -11,14 +12,30 @@ and marks every authenticated operation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
+from anyio import to_thread
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from facegate.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
+from facegate.errors import (
+    ForbiddenError,
+    RateLimitedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from facegate.service import ROLES, Caller, FaceService
-from facegate.web.middleware import ADDRESS_STATE, RateLimits, retry_after
+from facegate.service.context import ENGINE_LOCK
+from facegate.web.middleware import (
+    ADDRESS_STATE,
+    BUSY_RETRY_S,
+    CALLER_STATE,
+    RateLimits,
+    retry_after,
+)
+
+T = TypeVar("T")
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -65,7 +82,11 @@ def caller_with(*roles: str) -> Callable[..., Caller]:
         api_key: Annotated[str | None, Depends(api_key_scheme)],
     ) -> Caller:
         token = bearer.credentials if bearer is not None else (api_key or "")
-        caller = svc.authenticate(token) if token else None
+        checked = getattr(request.state, CALLER_STATE, None)  # by AuthGate, before the body
+        if checked is not None and checked[0] == token:
+            caller = checked[1]
+        else:
+            caller = svc.authenticate(token) if token else None
         if caller is None:
             raise UnauthenticatedError("a valid API key is required")
         limits = rate_limits(request)
@@ -121,3 +142,57 @@ async def read_upload(upload: UploadFile) -> bytes:
     data = await upload.read()
     await upload.close()
     return data
+
+
+ANALYSES_PER_WORKER = 1  # see ``Analyses``: the engine's models are not thread-safe
+
+
+class Analyses:
+    """The worker's executor for CPU-bound work (face analysis, liveness checks, and the service
+    call around them): in a thread, never on the event loop, one at a time.
+
+    Why a thread: the routes are ``async``; run inline, one verification (30-100 ms) or liveness
+    check (~1 s) stalled every other request of the worker, ``/healthz`` included (12.9 s at 64
+    clients). The engine's native code (onnxruntime, TFLite, OpenCV, numpy) releases the GIL, so
+    the loop keeps answering while an analysis runs.
+
+    Why one: the engine's TFLite interpreters are not safe to share between threads (two
+    verifications at once fail with "There is at least 1 reference to internal data"), and each
+    analysis already uses ``FACEGATE_THREADS`` cores; a machine's parallelism comes from its
+    workers. Others wait in line, at most ``max_wait_s`` (then 503 ``busy`` with
+    ``Retry-After``); the line itself is bounded by the upload cap (``AuthGate``), since every
+    analysis comes with an upload."""
+
+    def __init__(self, capacity: int = ANALYSES_PER_WORKER, max_wait_s: float = 10.0) -> None:
+        self.slots = anyio.CapacityLimiter(capacity)
+        self.threads = anyio.CapacityLimiter(capacity)  # the slot holder's thread, not the pool's
+        self.max_wait_s = max_wait_s
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work()`` in a worker thread once a slot is free (503 ``busy`` after the wait)."""
+        with anyio.move_on_after(self.max_wait_s) as waiting:
+            await self.slots.acquire()
+        if waiting.cancelled_caught:
+            raise UnavailableError(
+                "this worker is at its limit of analyses; retry shortly",
+                code="busy",
+                retry_after_s=BUSY_RETRY_S,
+            )
+
+        def locked() -> T:
+            with ENGINE_LOCK:  # streamed frames use the same models (service/stream.py)
+                return work()
+
+        try:
+            return await to_thread.run_sync(locked, limiter=self.threads)
+        finally:
+            self.slots.release()
+
+
+def analyses_of(request: Request) -> Analyses:
+    """The process's analysis executor (``facegate.web.app`` sets its wait from the settings)."""
+    analyses: Analyses = request.app.state.analyses
+    return analyses
+
+
+AnalysesDep = Annotated[Analyses, Depends(analyses_of)]

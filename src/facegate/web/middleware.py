@@ -1,11 +1,13 @@
-"""Limits that apply before any route runs: the body size, and rates per client address, per
-API key and per capture link, held in a store that every worker and machine shares.
+"""Limits that apply before any route runs: the body size, authentication before a body is
+read, a cap on uploads in flight per worker, and rates per client address, per API key and per
+capture link, held in a store that every worker and machine shares.
 
 The body limit is ASGI middleware because it must stop an upload as it arrives, not after
-Starlette has read it. ``RateLimit`` is ASGI middleware too, the outermost layer, so that an
-anonymous flood or a key-guessing run is refused before any body is read or any key is checked;
-the per-key and per-link buckets are taken by the dependencies in ``facegate.web.deps`` once
-they know who is calling.
+Starlette has read it. ``AuthGate`` checks the key (or capture token) from the headers alone,
+because FastAPI reads a route's whole form before it runs the dependency that checks the key.
+``RateLimit`` is the outermost layer, so that an anonymous flood or a key-guessing run is refused
+before any body is read or any key is checked; the per-key and per-link buckets are taken by the
+dependencies in ``facegate.web.deps`` once they know who is calling.
 """
 
 from __future__ import annotations
@@ -17,27 +19,42 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from anyio import to_thread
+from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facegate.errors import TooLargeError
+from facegate.errors import FacegateError, TooLargeError
 from facegate.settings import Settings
 from facegate.storage.ratelimit import RateStore, bucket_key
-from facegate.web.problems import problem
+from facegate.web.problems import facegate_error_handler, problem
 
 log = logging.getLogger(__name__)
 
 UNLIMITED_PATHS = frozenset({"/healthz"})  # a load balancer's probe; cheaper than the check
 ADDRESS_STATE = "rate_limit_address"  # request.state attribute: the address counted
+CALLER_STATE = "authenticated_caller"  # request.state attribute: (token, caller) of AuthGate
+CAPTURE_PREFIX = "/v1/capture/"  # the capture page's routes: a capture token, not an API key
+BUSY_RETRY_S = 1
 
 
 class BodyLimit:
     """Refuse bodies over the limit, by Content-Length and by counting what actually arrives
-    (a chunked upload declares no length)."""
+    (a chunked upload declares no length).
+
+    A chunked body is found too large while the route reads it; FastAPI turns any exception in
+    form parsing into a plain 400, so the app's answer is dropped here and a 413 problem is sent
+    in its place."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
+
+    def too_large(self) -> Any:
+        return problem(
+            413, "body_too_large", "the request body is over the limit", limit=self.limit
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,22 +62,135 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await problem(
-                413, "body_too_large", "the request body is over the limit", limit=self.limit
-            )(scope, receive, send)
+            await self.too_large()(scope, receive, send)
             return
-        seen = 0
+        seen, exceeded, started = 0, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise TooLargeError("the request body is over the limit", code="body_too_large")
             return message
 
-        await self.app(scope, counted, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to a body cut short: replaced below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except TooLargeError:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self.too_large()(scope, receive, send)
+
+
+Check = Callable[[str, str], Any]  # (kind "key" or "capture", token) -> caller, or None
+
+
+def credentials(scope: Scope) -> tuple[str, str]:
+    """(kind, token) as the dependencies in ``facegate.web.deps`` read them: a capture token on
+    the capture page's routes, else a bearer key, else ``X-API-Key``."""
+    headers = Headers(scope=scope)
+    if str(scope["path"]).startswith(CAPTURE_PREFIX):
+        return "capture", headers.get("x-capture-token", "")
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return "key", value.strip()
+    return "key", headers.get("x-api-key", "")
+
+
+def has_body(scope: Scope) -> bool:
+    """Whether the request declares a body (a length above zero, or a chunked one)."""
+    headers = Headers(scope=scope)
+    length = headers.get("content-length")
+    return "transfer-encoding" in headers or (
+        length is not None and length.strip() not in ("", "0")
+    )
+
+
+class AuthGate:
+    """Authenticate from the headers before a body is read; cap the uploads a worker holds.
+
+    Why: FastAPI parses a route's form, reading the whole body into memory, before it runs the
+    dependency that checks the key, so 8 anonymous 30 MB uploads once cost a worker ~300 MB. A
+    request that carries a body to ``/v1/`` is checked here first, with its API key (or, under
+    ``/v1/capture/``, its capture token); without a valid one it gets 401 and its body is
+    dropped chunk by chunk as it arrives, never held. The caller found is left in the request
+    state for ``caller_with`` (no second lookup). An authenticated upload then holds one of the
+    worker's ``max_uploads`` slots until it is answered, since its bytes stay in memory while it
+    waits for and goes through analysis; with none free it gets 503 ``busy`` with
+    ``Retry-After``, its body dropped the same way. This bounds a worker's upload memory (slots x
+    body limit) and its queue of analyses."""
+
+    def __init__(self, app: ASGIApp, check: Check, max_uploads: int, drain_limit: int) -> None:
+        self.app, self.check, self.max_uploads = app, check, max_uploads
+        self.drain_limit = drain_limit  # the body limit: more is not read, the connection closes
+        self.uploads = 0  # one event loop per worker: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not str(scope["path"]).startswith("/v1/")
+            or not has_body(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        kind, token = credentials(scope)
+        try:
+            # the stores are blocking (SQLite, psycopg): keep them off the event loop
+            caller = await to_thread.run_sync(self.check, kind, token) if token else None
+        except FacegateError as exc:
+            response = await facegate_error_handler(Request(scope), exc)
+            await self.refuse(response, scope, receive, send)
+            return
+        if caller is None:
+            code = "invalid_capture_token" if kind == "capture" else "unauthenticated"
+            detail = (
+                "a valid capture link is required"
+                if kind == "capture"
+                else "a valid API key is required"
+            )
+            await self.refuse(problem(401, code, detail), scope, receive, send)
+            return
+        if kind == "key":
+            scope.setdefault("state", {})[CALLER_STATE] = (token, caller)
+        if self.uploads >= self.max_uploads:
+            busy = problem(
+                503,
+                "busy",
+                "this worker is at its limit of uploads; retry shortly",
+                retry_after_s=BUSY_RETRY_S,
+            )
+            await self.refuse(busy, scope, receive, send)
+            return
+        self.uploads += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.uploads -= 1
+
+    async def refuse(self, response: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer without keeping the body: its chunks are read and dropped as they arrive (up
+        to ``drain_limit`` bytes), then the answer is sent. Answering first and closing would
+        reset the connection under a client still sending, which then sees a reset instead of
+        the 401 or 503 (seen with ``Connection: close`` clients under load)."""
+        drained = 0
+        while drained <= self.drain_limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await response(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -170,7 +300,8 @@ def retry_after(wait: float) -> int:
 
 class RateLimit:
     """Per client address, before anything else: the address's request bucket, and its
-    failed-authentication bucket, which every 401 answer spends."""
+    failed-authentication bucket, which every 401 answer spends. WebSocket scopes pass through:
+    the liveness stream takes the same buckets itself, where it can answer in its protocol."""
 
     def __init__(self, app: ASGIApp, limits: RateLimits) -> None:
         self.app, self.limits = app, limits

@@ -42,12 +42,24 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# Answers any operation can give, whatever its route declares: rate limits apply to every
+# request (per address before authentication), bodies are bounded everywhere, and an overloaded
+# worker sheds load.
+EVERYWHERE = (413, 429, 503)
+
+
 def finish(spec: dict[str, Any]) -> dict[str, Any]:
-    """Problem schema in the components; FastAPI's 422 validation answers replaced by our 400."""
+    """Problem schema in the components; FastAPI's 422 validation answers replaced by our 400;
+    the statuses every operation can answer (and 401 where a credential is required)."""
     bad_request = problem_responses(400)[400]
-    for operations in spec.get("paths", {}).values():
+    for path, operations in spec.get("paths", {}).items():
         for operation in operations.values():
-            responses = operation.get("responses", {})
+            responses = operation.setdefault("responses", {})
+            extra = [*EVERYWHERE, *((401,) if operation.get("security") else ())]
+            if path == "/healthz":  # never limited, never shed
+                extra = []
+            for status, answer in problem_responses(*extra).items():
+                responses.setdefault(str(status), answer)
             generated = responses.get("422", {}).get("content", {}).get("application/json", {})
             if generated.get("schema", {}).get("$ref") == _FASTAPI_VALIDATION:
                 del responses["422"]

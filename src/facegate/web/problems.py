@@ -33,9 +33,9 @@ STATUS_MEANING: dict[int, str] = {
     410: "the challenge has expired",
     413: "over a limit: body, image bytes or pixels, video size, resolution or length",
     422: "no usable face, or not enough evidence (not live, document mismatch, outdated consent)",
-    423: "too many failed verifications: the subject is locked (Retry-After)",
-    429: "too many requests for this key (Retry-After)",
-    503: "a part of the server is off or not ready (liveness disabled, models missing)",
+    423: "too many failed attempts: the subject is locked (Retry-After)",
+    429: "too many requests for this key, capture link or address (Retry-After)",
+    503: "a part of the server is off, not ready or busy (liveness disabled, database down)",
 }
 
 

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import File, Form, UploadFile
 
-from facegate.web.deps import CaptureDep, CapturerDep, CaptureTokenDep, ServiceDep, read_upload
+from facegate.web.deps import (
+    AnalysesDep,
+    CaptureDep,
+    CapturerDep,
+    CaptureTokenDep,
+    ServiceDep,
+    read_upload,
+)
 from facegate.web.problems import problem_responses
 from facegate.web.routers import Router
 from facegate.web.schemas import (
@@ -16,6 +23,7 @@ from facegate.web.schemas import (
     CaptureLink,
     CaptureLinkCreate,
     CaptureLinkRevoked,
+    CaptureLinkStatus,
     CaptureResult,
     Challenge,
     Consent,
@@ -31,8 +39,23 @@ router = Router(tags=["capture"], responses=problem_responses(401))
     responses=problem_responses(400, 403, 404, 429),
 )
 def capture_link(caller: CapturerDep, svc: ServiceDep, body: CaptureLinkCreate) -> dict[str, Any]:
-    """A short-lived link to the capture page for one subject and one flow."""
-    return svc.new_capture_link(caller, body.subject_id, body.flow, body.ttl_s)
+    """A short-lived link to the capture page for one subject and one flow. ``actions`` and
+    ``flash: false`` fix its check: evaluation tenants only (``allow_chosen_actions``)."""
+    actions = None if body.actions is None else tuple(body.actions)
+    return svc.new_capture_link(
+        caller, body.subject_id, body.flow, body.ttl_s, actions=actions, flash=body.flash
+    )
+
+
+@router.get(
+    "/v1/capture-links/{link_id}",
+    response_model=CaptureLinkStatus,
+    responses=problem_responses(403, 404, 429),
+)
+def capture_link_status(caller: CapturerDep, svc: ServiceDep, link_id: str) -> dict[str, Any]:
+    """The link's state for your back end: pending, passed, failed, declined, expired or revoked,
+    with the result of its last capture (live, match, reason codes; no biometric data)."""
+    return svc.capture_link_status(caller, link_id)
 
 
 @router.delete(
@@ -92,8 +115,10 @@ def capture_challenge(ctx: CaptureDep, svc: ServiceDep) -> dict[str, Any]:
 async def capture_submit(
     capture_token: CaptureTokenDep,
     svc: ServiceDep,
+    analyses: AnalysesDep,
     token: Annotated[str, Form(max_length=4096, description="the challenge's token")],
     video: Annotated[UploadFile, File(description="the recording (WebM, MP4)")],
 ) -> dict[str, Any]:
     """Liveness, then enrolment or verification from the same recording, in one step."""
-    return svc.capture_submit(capture_token, token, await read_upload(video))
+    data = await read_upload(video)  # then the check, in the worker's bounded executor
+    return await analyses.run(lambda: svc.capture_submit(capture_token, token, data))

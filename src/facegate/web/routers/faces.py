@@ -1,11 +1,14 @@
 """Enrolment, verification, 1:N search and duplicate clusters.
 
 A probe face comes either as an ``image`` upload or as a passed, single-use
-``liveness_session`` (POST /v1/liveness/sessions); the session wins when both are sent.
+``liveness_session`` (POST /v1/liveness/sessions); the session wins when both are sent. The
+upload is read on the event loop; everything after (face analysis, matching, the database) runs
+in the worker's bounded executor (``Analyses``), so the loop stays free for other requests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import File, Form, UploadFile
@@ -13,6 +16,7 @@ from fastapi import File, Form, UploadFile
 from facegate.errors import InputError
 from facegate.service import Caller, FaceService, Probe
 from facegate.web.deps import (
+    AnalysesDep,
     DuplicatesDep,
     EnrollerDep,
     SearcherDep,
@@ -27,7 +31,7 @@ from facegate.web.schemas import Duplicates, Enrolled, EnrolledWithDocument, Sea
 router = Router(tags=["faces"], responses=problem_responses(401, 403, 429))
 
 # statuses of a route that reads a probe face
-PROBE_PROBLEMS = problem_responses(400, 404, 409, 413, 422)
+PROBE_PROBLEMS = problem_responses(400, 404, 409, 413, 422, 503)  # 503: the worker is busy
 
 ImageFile = Annotated[
     UploadFile | None, File(description="a photo with one face (JPEG, PNG, WebP)")
@@ -44,14 +48,16 @@ async def probe_of(
     session: str | None,
     subject_id: str,
     purpose: str,
-) -> Probe:
-    """The probe from the liveness session if given (it must have been made for this subject
-    and purpose), else from the uploaded image."""
+) -> Callable[[], Probe]:
+    """How to get the probe (run it in the executor): from the liveness session if given (it
+    must have been made for this subject and purpose), else from the uploaded image, whose bytes
+    are read here."""
     if session:
-        return svc.probe_from_session(caller, session, subject_id, (purpose,))
+        return lambda: svc.probe_from_session(caller, session, subject_id, (purpose,))
     if image is None:
         raise InputError("send an image file or a liveness_session id", code="missing_probe")
-    return svc.probe_from_image(await read_upload(image))
+    data = await read_upload(image)
+    return lambda: svc.probe_from_image(data)
 
 
 @router.post(
@@ -63,6 +69,7 @@ async def probe_of(
 async def enroll(
     caller: EnrollerDep,
     svc: ServiceDep,
+    analyses: AnalysesDep,
     subject_id: str,
     image: ImageFile = None,
     liveness_session: SessionField = None,
@@ -75,7 +82,7 @@ async def enroll(
     subject with templates takes only the same face."""
     probe = await probe_of(svc, caller, image, liveness_session, subject_id, "enroll")
     source = "liveness" if liveness_session else "photo"
-    return svc.enroll(caller, subject_id, probe, source, override)
+    return await analyses.run(lambda: svc.enroll(caller, subject_id, probe(), source, override))
 
 
 @router.post(
@@ -87,6 +94,7 @@ async def enroll(
 async def enroll_document(
     caller: EnrollerDep,
     svc: ServiceDep,
+    analyses: AnalysesDep,
     subject_id: str,
     document: Annotated[UploadFile, File(description="a photo of the identity document")],
     image: ImageFile = None,
@@ -95,7 +103,9 @@ async def enroll_document(
     """Enrol from a live capture that must match the document photo 1:1 (only it is kept)."""
     document_bytes = await read_upload(document)
     probe = await probe_of(svc, caller, image, liveness_session, subject_id, "enroll")
-    return svc.enroll_with_document(caller, subject_id, document_bytes, probe)
+    return await analyses.run(
+        lambda: svc.enroll_with_document(caller, subject_id, document_bytes, probe())
+    )
 
 
 @router.post(
@@ -106,19 +116,21 @@ async def enroll_document(
 async def verify(
     caller: VerifierDep,
     svc: ServiceDep,
+    analyses: AnalysesDep,
     subject_id: str,
     image: ImageFile = None,
     liveness_session: SessionField = None,
 ) -> dict[str, Any]:
     """1:1: does the probe match the subject's enrolled face at the tenant's operating point?"""
     probe = await probe_of(svc, caller, image, liveness_session, subject_id, "verify")
-    return svc.verify(caller, subject_id, probe)
+    return await analyses.run(lambda: svc.verify(caller, subject_id, probe()))
 
 
 @router.post("/v1/search", response_model=SearchResult, responses=PROBE_PROBLEMS)
 async def search(
     caller: SearcherDep,
     svc: ServiceDep,
+    analyses: AnalysesDep,
     subject_id: Annotated[str, Form(description="the consenting subject the probe belongs to")],
     image: ImageFile = None,
     liveness_session: SessionField = None,
@@ -127,7 +139,7 @@ async def search(
     """1:N: other subjects whose face matches the probe above the duplicate threshold. The probe
     must be the named subject's own (its verify liveness session, or a photo matching it 1:1)."""
     probe = await probe_of(svc, caller, image, liveness_session, subject_id, "verify")
-    return svc.search(caller, subject_id, probe, k)
+    return await analyses.run(lambda: svc.search(caller, subject_id, probe(), k))
 
 
 @router.get("/v1/duplicates", response_model=Duplicates)

@@ -9,7 +9,7 @@ from fastapi import File, Form, UploadFile
 
 from facegate.errors import InputError
 from facegate.liveness.actions import ACTIONS
-from facegate.web.deps import CapturerDep, ServiceDep, read_upload
+from facegate.web.deps import AnalysesDep, CapturerDep, ServiceDep, read_upload
 from facegate.web.problems import problem_responses
 from facegate.web.routers import Router
 from facegate.web.schemas import Challenge, ChallengeRequest, LivenessVerdict
@@ -36,6 +36,7 @@ def challenge(caller: CapturerDep, svc: ServiceDep, body: ChallengeRequest) -> d
 async def liveness_session(
     caller: CapturerDep,
     svc: ServiceDep,
+    analyses: AnalysesDep,
     token: Annotated[str, Form(max_length=4096, description="the challenge's token")],
     video: Annotated[UploadFile, File(description="the recording (WebM, MP4)")],
     subject_id: Annotated[
@@ -47,5 +48,5 @@ async def liveness_session(
 ) -> dict[str, Any]:
     """Judge a video against its challenge: the verdict with reasons, and a session id if live
     (usable once, for the challenge's subject and purpose)."""
-    data = await read_upload(video)
-    return svc.submit_liveness(caller, token, data, subject_id, purpose)
+    data = await read_upload(video)  # then the check, in the worker's bounded executor
+    return await analyses.run(lambda: svc.submit_liveness(caller, token, data, subject_id, purpose))

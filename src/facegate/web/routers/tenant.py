@@ -10,7 +10,14 @@ from facegate.service import ROLES
 from facegate.web.deps import AdminDep, AnyoneDep, ServiceDep
 from facegate.web.problems import problem_responses
 from facegate.web.routers import Router
-from facegate.web.schemas import KeyCreate, KeyCreated, KeyRevoked, Tenant, TenantUpdate
+from facegate.web.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyRevoked,
+    QuarantineList,
+    Tenant,
+    TenantUpdate,
+)
 
 router = Router(tags=["tenant"], responses=problem_responses(401, 403, 429))
 
@@ -42,3 +49,10 @@ def key_create(caller: AdminDep, svc: ServiceDep, body: KeyCreate) -> dict[str, 
 def key_revoke(caller: AdminDep, svc: ServiceDep, key_id: str) -> dict[str, Any]:
     """Revoke a key of this tenant at once."""
     return svc.revoke_key(caller, key_id)
+
+
+@router.get("/v1/tenant/quarantine", response_model=QuarantineList)
+def quarantine_list(caller: AdminDep, svc: ServiceDep) -> dict[str, Any]:
+    """Templates taken out of use because their sealed bytes no longer open (tampered or
+    damaged rows), by subject: re-enrol or erase those subjects."""
+    return svc.quarantined(caller)

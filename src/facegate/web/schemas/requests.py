@@ -42,6 +42,12 @@ class CaptureLinkCreate(BaseModel):
     subject_id: str = Field(pattern=SUBJECT_ID)
     flow: str = Field(pattern=r"^(enroll|verify)$")
     ttl_s: float = Field(default=600, ge=30, le=3600, description="seconds the link stays valid")
+    actions: list[str] | None = Field(
+        default=None, max_length=6, description="evaluation tenants only: fix the actions"
+    )
+    flash: bool | None = Field(
+        default=None, description="evaluation tenants only: false leaves the colour flash out"
+    )
 
 
 class ChallengeRequest(BaseModel):
@@ -80,6 +86,11 @@ class TenantUpdate(BaseModel):
     )
     live_match_clears_lock: bool | None = Field(
         default=None, description="a live genuine match lifts a lock an attacker caused"
+    )
+    allow_video_upload: bool | None = Field(
+        default=None,
+        description="accept whole recorded videos (POST /v1/liveness/sessions, /v1/capture/submit)"
+        " for clients that cannot stream: an offline renderer can then answer the challenge",
     )
     consent_text: str | None = Field(default=None, max_length=5000)
     consent_text_version: str | None = Field(default=None, max_length=40)

@@ -38,9 +38,22 @@ class Tenant(Out):
     allow_chosen_actions: bool
     reveal_scores: bool
     live_match_clears_lock: bool
+    allow_video_upload: bool = Field(
+        description="whole-video uploads accepted (default false: stream /v1/liveness/stream)"
+    )
     consent_text: str
     consent_text_version: str
     non_face_alternative: str
+
+
+class QuarantinedTemplate(Out):
+    subject_id: str
+    template_id: str
+    quarantined_at: float
+
+
+class QuarantineList(Out):
+    templates: list[QuarantinedTemplate]
 
 
 class KeyCreated(Out):
@@ -278,6 +291,24 @@ class CaptureLink(Out):
     url: str
     flow: str
     expires_at: float
+
+
+class CaptureOutcome(Out):
+    live: bool | None
+    match: bool | None = Field(description="verify links: whether the face matched")
+    enrolled: bool
+    reasons: list[str] = Field(description="reason codes of a verdict that was not live")
+
+
+class CaptureLinkStatus(Out):
+    id: str
+    status: str = Field(examples=["pending", "passed", "failed", "declined", "expired", "revoked"])
+    flow: str
+    subject_id: str
+    created_at: float
+    expires_at: float
+    completed_at: float | None
+    result: CaptureOutcome | None
 
 
 class CaptureLinkRevoked(Out):

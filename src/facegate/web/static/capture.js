@@ -1,223 +1,332 @@
-// facegate capture page: consent, camera, challenge prompts, recording, upload, decision.
-// Nothing of the face is kept: the recording lives in memory until it is uploaded, then the
-// camera is stopped and every reference to the recording is dropped.
-"use strict";
+// facegate capture page: consent, camera, a streamed check (stream.js), the decision.
+// One attempt at a time: every button runs through `guard`, which ignores clicks while any
+// action runs. Nothing of the face is kept: frames go out one at a time and the camera is
+// stopped as soon as the check ends. Words come from i18n/<lang>.json; failures are explained
+// from the one table in reasons.js.
+import { load, pickLanguage, setText } from "./i18n.js";
+import { entry, explain } from "./reasons.js";
+import { StreamSession } from "./stream.js";
 
 const token = new URLSearchParams(location.search).get("t") || "";
 const $ = (id) => document.getElementById(id);
-const STEPS = ["error", "consent", "declined", "camera", "record", "upload", "result"];
-const PROMPTS = {
-  blink: "Blink your eyes",
-  turn_left: "Turn your head to your left, then back",
-  turn_right: "Turn your head to your right, then back",
-  look_up: "Look up, then back",
-  look_down: "Look down, then back",
-  open_mouth: "Open your mouth, then close it",
-};
-const PLAIN = {
-  action_missing: "We did not see one of the movements we asked for, in the order we asked.",
-  face_missing: "Your face left the picture for a moment.",
-  multiple_faces: "Another face was in the picture. Make sure you are alone in view.",
-  discontinuity: "The video jumped, as if it had been cut.",
-  identity_changed: "It did not look like the same person throughout.",
-  identity_unverified: "We could not see your face clearly enough.",
-  no_face: "We could not find a face. Check the light and your position.",
-};
-const NEUTRAL_MS = 1000, ACTION_MS = 1300;
-let info = null, stream = null;
+const SCREENS = ["loading", "error", "consent", "declined", "noflash", "camera", "record", "deciding", "result"];
+const COUNTDOWN_S = 3;
+const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)");
+let info = null, camera = null, session = null, busy = false, flashAccepted = false;
+let attempt = null; // {steps, current, cancelled}
 
-function show(step) {
-  for (const s of STEPS) $("step-" + s).hidden = s !== step;
-  const h = document.querySelector("#step-" + step + " h2");
+function show(name) {
+  for (const s of SCREENS) $("step-" + s).hidden = s !== name;
+  document.body.dataset.screen = name;
+  const h = document.querySelector(`#step-${name} h1`);
   if (h) h.focus();
 }
 
-async function api(path, options = {}) {
-  const headers = Object.assign({ "X-Capture-Token": token }, options.headers || {});
-  const res = await fetch(path, Object.assign({}, options, { headers }));
+function guard(fn) {
+  return async (event) => {
+    if (busy) return;
+    busy = true;
+    $("app").setAttribute("aria-busy", "true");
+    try {
+      await fn(event);
+    } finally {
+      busy = false;
+      $("app").removeAttribute("aria-busy");
+    }
+  };
+}
+
+function on(id, fn) {
+  $(id).addEventListener("click", guard(fn));
+}
+
+async function api(path, method = "GET") {
+  const res = await fetch(path, { method, headers: { "X-Capture-Token": token } });
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw Object.assign(new Error(body.detail || res.statusText), { problem: body, status: res.status });
+  if (!res.ok) throw Object.assign(new Error(body.code || "unknown"), { code: body.code || "unknown" });
   return body;
 }
 
-function fail(message) {
-  $("error-text").textContent = message;
+function fail(code) {
+  setText($("error-text"), "reason." + entry(code).msg);
+  setText($("error-todo"), "reason." + entry(code).msg + ".todo");
+  $("error-text").dataset.code = code;
   show("error");
 }
 
+function alternative() {
+  return info ? info.non_face_alternative : "";
+}
+
 async function start() {
-  if (!token) return fail("Open this page from the link the service gave you.");
+  const saved = localStorage.getItem("facegate.lang");
+  await load(saved || pickLanguage(navigator.languages || [navigator.language]));
+  $("lang").value = document.documentElement.lang;
+  $("lang").addEventListener("change", async () => {
+    localStorage.setItem("facegate.lang", $("lang").value);
+    await load($("lang").value);
+  });
+  if (!token) return fail("invalid_capture_token");
   try {
     info = await api("/v1/capture/info");
   } catch (e) {
-    return fail("The link is not valid or has expired. Ask the service for a new one.");
+    return fail(e.code);
   }
-  $("title").textContent = info.flow === "enroll" ? "Set up your face check" : "Confirm it is you";
-  $("camera-alternative").textContent = info.non_face_alternative;
-  $("flash-alternative").textContent = info.non_face_alternative;
-  if (info.consent_given) return show("camera");
+  setText($("title"), info.flow === "enroll" ? "title.enroll" : "title.verify");
+  for (const id of ["alternative-text", "noflash-alternative", "camera-alternative", "result-alternative"]) {
+    $(id).textContent = alternative();
+  }
+  if (info.consent_given) return toCamera();
   $("consent-text").textContent = info.consent_text;
   $("consent-version").textContent = info.consent_text_version;
   show("consent");
 }
 
-$("btn-agree").addEventListener("click", async () => {
+// Before any flash: a person who asks for reduced motion is offered the alternative first.
+function toCamera() {
+  if (reducedMotion.matches && !flashAccepted) {
+    setText($("noflash-why"), "noflash.reduced_motion");
+    return show("noflash");
+  }
+  show("camera");
+}
+
+on("btn-agree", async () => {
   try {
-    await api("/v1/capture/consent", { method: "POST" });
-    show("camera");
-  } catch (e) { fail(e.message); }
+    await api("/v1/capture/consent", "POST");
+  } catch (e) {
+    return fail(e.code);
+  }
+  toCamera();
 });
 
-$("btn-decline").addEventListener("click", async () => {
+on("btn-decline", async () => {
   try {
-    const r = await api("/v1/capture/decline", { method: "POST" });
+    const r = await api("/v1/capture/decline", "POST");
     $("alternative-text").textContent = r.non_face_alternative;
-  } catch (e) {
-    $("alternative-text").textContent = info ? info.non_face_alternative : "";
+  } catch {
+    // the alternative from /info is already there
   }
   show("declined");
 });
 
+on("btn-noflash", async () => {
+  setText($("noflash-why"), "noflash.declined");
+  show("noflash");
+});
+
+on("btn-flash-ok", async () => {
+  flashAccepted = true;
+  show("camera");
+});
+
 function cameraError(err) {
   const denied = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
-  $("camera-error-text").textContent = denied
-    ? "Camera access was blocked. Allow the camera for this site in your browser's address bar or settings, then try again."
-    : "No camera could be started. Check that a camera is connected and not used by another app.";
+  const code = denied ? "camera_denied" : "camera_missing";
+  $("camera-error").dataset.code = code;
+  setText($("camera-error-text"), "reason." + entry(code).msg);
+  setText($("camera-error-todo"), "reason." + entry(code).msg + ".todo");
   $("camera-error").hidden = false;
   $("btn-camera-retry").focus();
 }
 
 async function openCamera() {
   $("camera-error").hidden = true;
+  $("camera-note").hidden = true;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480, facingMode: "user" }, audio: false });
+    camera = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 480 }, facingMode: "user" }, audio: false,
+    });
   } catch (err) {
     return cameraError(err);
   }
-  let challenge;
-  try {
-    challenge = await api("/v1/capture/challenge", { method: "POST" });
-  } catch (e) {
-    stopCamera();
-    return fail(e.message);
-  }
-  record(challenge);
+  await runCheck();
 }
-$("btn-start").addEventListener("click", openCamera);
-$("btn-camera-retry").addEventListener("click", openCamera);
+on("btn-start", openCamera);
+on("btn-camera-retry", openCamera);
 
 function stopCamera() {
-  if (stream) stream.getTracks().forEach((t) => t.stop());
-  stream = null;
+  if (camera) camera.getTracks().forEach((track) => track.stop());
+  camera = null;
   $("preview").srcObject = null;
 }
 
-function playFlash(sequence) {
-  const el = $("flash");
-  let at = 0;
-  for (const [colour, ms] of sequence) {
-    setTimeout(() => { el.hidden = false; el.style.background = colour; }, at);
-    at += ms;
-  }
-  setTimeout(() => { el.hidden = true; }, at);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// the message key naming a step
+function stepKey(step) {
+  if (!step) return "step.whole";
+  if (step.kind === "action") return "action." + step.action;
+  if (step.kind === "colour") return "step.colours";
+  return "step.settle";
 }
 
-function record(challenge) {
+// ---- the flash: a canvas (forced colours never repaint canvas pixels) -------------------------
+let flashTimer = null;
+function flash(colour, ms) {
+  const canvas = $("flash");
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = colour;
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  canvas.dataset.colour = colour;
+  canvas.hidden = false;
+  clearTimeout(flashTimer);
+  flashTimer = setTimeout(() => { canvas.hidden = true; }, ms);
+}
+function flashOff() {
+  clearTimeout(flashTimer);
+  $("flash").hidden = true;
+}
+
+// ---- feedback: the server's hint first, the page's own (too dark, hold still) otherwise ------
+let serverHint = null, localHint = null;
+function renderFeedback() {
+  const code = serverHint && serverHint !== "ok" ? serverHint : localHint || serverHint;
+  const el = $("feedback");
+  if (el.dataset.code === (code || "")) return;
+  el.dataset.code = code || "";
+  $("oval").dataset.state = code === "ok" ? "ok" : code ? "warn" : "";
+  if (code) setText(el, "feedback." + code);
+  else el.textContent = "";
+}
+
+async function runCheck() {
   show("record");
-  $("preview").srcObject = stream;
-  const list = $("steps");
-  list.textContent = "";
-  const items = challenge.actions.map((a) => {
-    const li = document.createElement("li");
-    li.textContent = PROMPTS[a] || a;
-    list.appendChild(li);
-    return li;
+  const video = $("preview");
+  video.srcObject = camera;
+  attempt = { steps: 0, current: null, cancelled: false };
+  const mine = attempt;
+  serverHint = localHint = null;
+  renderFeedback();
+  $("step-bar").style.transitionDuration = "0ms";
+  $("step-bar").style.width = "0";
+  $("step-count").textContent = "";
+  $("rec").hidden = true;
+  setText($("prompt"), "record.get_ready");
+  if (video.readyState < 2) await new Promise((resolve) => video.addEventListener("loadeddata", resolve, { once: true }));
+  for (let n = COUNTDOWN_S; n > 0; n--) {
+    if (mine.cancelled) return;
+    $("countdown").textContent = String(n);
+    setText($("prompt"), "record.countdown", { n });
+    await sleep(1000);
+  }
+  $("countdown").textContent = "";
+  if (mine.cancelled) return;
+  session = new StreamSession(video, token, {
+    ready: (msg) => {
+      mine.steps = msg.steps;
+      $("rec").hidden = false;
+    },
+    step: (msg) => {
+      mine.current = msg;
+      if (msg.kind === "colour") flash(msg.colour, msg.duration_ms);
+      setText($("prompt"), msg.kind === "action" ? "action." + msg.action : "step." + msg.kind + ".prompt");
+      setText($("step-count"), "record.step_of", { i: msg.index + 1, n: mine.steps });
+      const bar = $("step-bar"); // fills across the step: how long is left for it
+      bar.style.transitionDuration = `${msg.duration_ms}ms`;
+      bar.style.width = `${Math.round((100 * (msg.index + 1)) / Math.max(mine.steps, 1))}%`;
+    },
+    feedback: (code) => { serverHint = code; renderFeedback(); },
+    hint: (code) => {
+      localHint = mine.current && mine.current.kind === "colour" ? null : code;
+      if (code === "hold_still" && !(mine.current && mine.current.kind === "settle")) localHint = null;
+      renderFeedback();
+    },
+    done: () => {
+      setText($("prompt"), "record.done");
+      setTimeout(() => { if (!mine.cancelled && session) show("deciding"); }, 350);
+    },
   });
-  // the colour flash plays first, over the neutral phase; the actions come after it
-  const flashMs = challenge.flash ? challenge.flash.reduce((sum, step) => sum + step[1], 0) : 0;
-  const neutral = Math.max(NEUTRAL_MS, flashMs + 400);
-  const total = neutral + ACTION_MS * challenge.actions.length;
-  const type = MediaRecorder.isTypeSupported("video/webm;codecs=vp8") ? "video/webm;codecs=vp8" : "video/webm";
-  let chunks = [];
-  const recorder = new MediaRecorder(stream, { mimeType: type, videoBitsPerSecond: 2_500_000 });
-  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
-  recorder.onstop = async () => {
-    stopCamera();
-    let blob = new Blob(chunks, { type: "video/webm" });
-    chunks = [];
-    const form = new FormData();
-    form.append("token", challenge.token);
-    form.append("video", blob, "capture.webm");
-    blob = null;
-    show("upload");
-    try {
-      showResult(await api("/v1/capture/submit", { method: "POST", body: form }));
-    } catch (e) {
-      showProblem(e);
-    }
-  };
-  recorder.start(250);
-  if (challenge.flash) playFlash(challenge.flash);
-  $("prompt").textContent = "Look at the camera";
-  const started = performance.now();
-  const tick = setInterval(() => {
-    const t = performance.now() - started;
-    const pct = Math.min(100, Math.round((100 * t) / total));
-    $("progress-bar").style.width = pct + "%";
-    document.querySelector(".progress").setAttribute("aria-valuenow", String(pct));
-    const k = t < neutral ? -1 : Math.floor((t - neutral) / ACTION_MS);
-    items.forEach((li, i) => { li.className = i < k ? "done" : i === k ? "current" : ""; });
-    if (k >= 0 && k < items.length) $("prompt").textContent = PROMPTS[challenge.actions[k]] || challenge.actions[k];
-    if (t >= total) {
-      clearInterval(tick);
-      $("prompt").textContent = "Done";
-      recorder.stop();
-    }
-  }, 100);
+  const outcome = await session.run();
+  const stats = session.stats();
+  session = null;
+  flashOff();
+  stopCamera();
+  $("app").dataset.framesSent = String(stats.frames);
+  $("app").dataset.bytesSent = String(stats.bytes);
+  if (mine.cancelled) return;
+  if (outcome.verdict) return showVerdict(outcome.verdict, mine);
+  showFailure([{ code: outcome.error }], mine, []);
 }
 
-function showResult(r) {
-  const ok = r.live && r.result && (r.flow === "enroll" || r.result.match);
+$("btn-cancel").addEventListener("click", () => {
+  if (!attempt || attempt.cancelled) return;
+  attempt.cancelled = true;
+  if (session) session.cancel();
+  flashOff();
+  stopCamera();
+  $("camera-note").hidden = false;
+  setText($("camera-note"), "camera.cancelled");
+  show("camera");
+});
+
+function showVerdict(v, mine) {
   const decision = $("decision");
-  decision.dataset.live = String(Boolean(r.live));
-  decision.dataset.match = r.result && "match" in r.result ? String(r.result.match) : "";
-  if (ok) {
-    decision.textContent = r.flow === "enroll" ? "You are set up" : "It is you";
-    $("decision-detail").textContent = r.flow === "enroll"
-      ? "Your face check is ready. We kept a protected template, not your video."
-      : "Thank you. Your identity is confirmed.";
-  } else if (r.live) {
-    decision.textContent = "We could not confirm it is you";
-    $("decision-detail").textContent = "The face did not match the one we have on file. " + (info ? info.non_face_alternative : "");
-  } else {
-    decision.textContent = "That did not work";
-    $("decision-detail").textContent = "Here is what went wrong:";
+  decision.dataset.live = String(Boolean(v.live));
+  decision.dataset.match = v.result && "match" in v.result ? String(v.result.match) : "";
+  const matched = v.result && (v.flow === "enroll" || v.result.match);
+  if (v.live && matched) {
+    setText(decision, v.flow === "enroll" ? "result.enrolled" : "result.verified");
+    setText($("decision-detail"), v.flow === "enroll" ? "result.enrolled_detail" : "result.verified_detail");
+    $("failure").hidden = true;
+    $("btn-retry").hidden = true;
+    show("result");
+    return;
   }
+  const reasons = v.live ? [{ code: "no_match" }] : v.reasons || [];
+  const missing = (v.actions || []).filter((a) => !a.found).map((a) => a.action);
+  showFailure(reasons.length ? reasons : [{ code: "unknown" }], mine, missing, v);
+}
+
+function showFailure(reasons, mine, missing, verdict = null) {
+  const decision = $("decision");
+  if (!verdict) {
+    decision.dataset.live = "false";
+    decision.dataset.match = "";
+  }
+  setText(decision, "result.failed");
+  setText($("decision-detail"), "result.failed_detail");
+  const items = explain(reasons, missing);
+  const first = items[0];
+  const where = whereKey(first, mine);
+  $("fail-step").hidden = where === null;
+  $("fail-step").dataset.step = first.at === "action" ? first.action || "" : first.at || "";
+  if (where !== null) setText($("fail-step"), "result.failed_at", { step: "@" + where });
+  $("fail-what").dataset.code = first.code;
+  setText($("fail-what"), "reason." + first.msg);
+  setText($("fail-todo"), "reason." + first.msg + ".todo");
   const ul = $("reasons");
   ul.textContent = "";
-  const seen = new Set();
-  for (const reason of r.reasons || []) {
-    const text = PLAIN[reason.code] || reason.message;
-    if (seen.has(text)) continue;
-    seen.add(text);
+  for (const item of items.slice(0, 4)) { // the first and at most three more
     const li = document.createElement("li");
-    li.textContent = text;
-    li.dataset.code = reason.code;
+    li.dataset.code = item.code;
+    const at = item === first ? null : whereKey(item, mine);
+    if (at) setText(li, "result.reason_at", { step: "@" + at, what: "@reason." + item.msg });
+    else if (item !== first) setText(li, "reason." + item.msg);
+    else li.hidden = true;
     ul.appendChild(li);
   }
-  $("btn-retry").hidden = Boolean(ok);
+  // an enrolment link is spent by its first check; a verification link can be used again
+  const spent = info && info.flow === "enroll" && (verdict !== null || first.code === "capture_link_used");
+  const retry = !spent && !["invalid_capture_token", "capture_link_used", "consent_required"].includes(first.code);
+  if (spent) setText($("fail-next"), "result.new_link");
+  else $("fail-next").textContent = "";
+  $("btn-retry").hidden = !retry;
+  $("failure").hidden = false;
   show("result");
 }
 
-function showProblem(e) {
-  const decision = $("decision");
-  decision.dataset.live = "false";
-  decision.textContent = "That did not work";
-  $("decision-detail").textContent = (e.problem && e.problem.detail) || e.message;
-  $("reasons").textContent = "";
-  $("btn-retry").hidden = false;
-  show("result");
+function whereKey(item, mine) {
+  if (item.at === "action") return item.action ? "action." + item.action : "step.an_action";
+  if (item.at === "colours") return "step.colours";
+  if (item.at === "whole") return "step.whole";
+  if (item.at === "current") return stepKey(mine.current);
+  return null;
 }
 
-$("btn-retry").addEventListener("click", () => show("camera"));
-start();
+on("btn-retry", async () => {
+  $("camera-note").hidden = true;
+  show("camera");
+});
+
+start().catch(() => fail("unknown"));
