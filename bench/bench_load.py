@@ -115,8 +115,7 @@ def start_server(workers: int, folder: Path) -> tuple[subprocess.Popen[bytes], s
     else:
         proc.kill()
         raise SystemExit("serve did not become ready in 180 s")
-    text = (folder / "serve.log").read_text()
-    key = next(line.strip() for line in text.splitlines() if line.strip().startswith("fg_"))
+    key = (folder / "keys" / "first-admin-key").read_text().strip()  # written by the first start
     return proc, url, key
 
 

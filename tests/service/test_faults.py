@@ -190,10 +190,11 @@ def cluster(tmp_path_factory, shared_data: Path) -> Iterator[Cluster]:
         instances.append(Instance(name, env, root / f"{name}.log"))
     a, b = instances
     try:
-        a.start()  # the first start creates the tenant "default" and prints its admin key
+        a.start()  # the first start creates the tenant "default" and writes its admin key
         deadline, key = time.monotonic() + READY_TIMEOUT_S, ""
+        key_file = root / "keys" / "first-admin-key"
         while not key and time.monotonic() < deadline:
-            key = next((ln for ln in a.log.read_text().split() if ln.startswith("fg_")), "")
+            key = key_file.read_text().strip() if key_file.exists() else ""
             time.sleep(0.2)
         assert key, a.log.read_text()
         b.start()

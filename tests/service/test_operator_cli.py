@@ -157,7 +157,7 @@ def test_retention_run_erases_expired(engine, populated) -> None:
     assert out["ok"] is True
 
 
-def test_serve_creates_the_data_folder_and_prints_an_admin_key(tmp_path: Path) -> None:
+def test_serve_creates_the_data_folder_and_writes_an_admin_key(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as s:
@@ -175,14 +175,15 @@ def test_serve_creates_the_data_folder_and_prints_an_admin_key(tmp_path: Path) -
         stdout=subprocess.DEVNULL,
         text=True,
     )
+    key_file = tmp_path / "keys" / "first-admin-key"
     try:
-        key = None
+        said = ""
         deadline = time.time() + 120
-        while time.time() < deadline and key is None:
-            line = proc.stderr.readline()
-            if line.startswith("fg_"):
-                key = line.strip()
-        assert key, "no admin key printed"
+        while time.time() < deadline and "first admin key" not in said:
+            said += proc.stderr.readline()
+        assert str(key_file) in said and "fg_" not in said, said  # the path, never the key
+        key = key_file.read_text().strip()
+        assert key.startswith("fg_") and oct(key_file.stat().st_mode & 0o777) == "0o600"
         while time.time() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:

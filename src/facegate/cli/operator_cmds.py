@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,22 @@ def _service() -> FaceService:
     return open_service(Settings.from_env().with_(liveness=False))
 
 
+def first_admin_key_path(settings: Settings) -> Path:
+    """Next to the master keys, not in the data folder and never in a log (stderr lands in
+    journald): the file, 0600, is the only copy of the first admin key."""
+    return settings.key_file.parent / "first-admin-key"
+
+
+def write_first_admin_key(settings: Settings, key: str) -> Path:
+    path = first_admin_key_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -37,14 +54,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     svc = _service()
     if not svc.store.list_tenants():
         tenant, key = svc.create_tenant("default")
+        path = write_first_admin_key(settings, key)
         sys.stderr.write(
             f"facegate: created tenant 'default' ({tenant.id}) in {folder}\n"
-            f"facegate: its first admin key (shown once, store it now):\n{key}\n"
+            f"facegate: its first admin key is in {path} (mode 0600): store it, then delete it\n"
         )
         sys.stderr.flush()
     svc.store.close()
     del svc
-    sys.stderr.write(f"facegate: serving on http://{args.host}:{args.port} (docs at /docs)\n")
+    sys.stderr.write(f"facegate: serving on http://{args.host}:{args.port}\n")
     uvicorn.run(
         "facegate.web.app:create_app",
         factory=True,
