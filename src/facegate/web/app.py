@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette import formparsers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegate import __version__
 from facegate.errors import FacegateError, UnavailableError
@@ -35,6 +36,7 @@ from facegate.web.metrics import Metrics, metrics_endpoint, observe_event
 from facegate.web.middleware import AuthGate, BodyLimit, RateLimit, RateLimits, rate_secret
 from facegate.web.problems import (
     facegate_error_handler,
+    http_error_handler,
     problem,
     unexpected_error_handler,
     validation_error_handler,
@@ -116,6 +118,7 @@ def create_app(
     app.add_exception_handler(FacegateError, facegate_error_handler)
     app.add_exception_handler(UnavailableError, unavailable_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # inside AuthGate, which found the caller from the headers

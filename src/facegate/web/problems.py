@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from facegate.errors import FacegateError, ModelError, UnavailableError
 
@@ -71,6 +73,43 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     fields = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
     return problem(400, "bad_request", "the request is malformed", fields=fields)
+
+
+# Starlette's own refusals (no route, wrong method, a body that does not parse), by status.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's ``HTTPException`` (no route, method not allowed, unparsable
+    body) as problem+json like every other refusal. A 405's ``Allow`` lists every method the
+    path has: Starlette names only the first route that matched the path, and FastAPI makes one
+    route per method."""
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    response = problem(exc.status_code, code, detail)
+    response.headers.update(headers)
+    return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: list[str] = []
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match == Match.NONE:
+            continue
+        for method in sorted(getattr(route, "methods", None) or ()):
+            if method not in methods:
+                methods.append(method)
+    return methods
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:

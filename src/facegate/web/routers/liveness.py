@@ -17,7 +17,12 @@ from facegate.web.schemas import Challenge, ChallengeRequest, LivenessVerdict
 router = Router(tags=["liveness"], responses=problem_responses(400, 401, 403, 429))
 
 
-@router.post("/v1/liveness/challenges", status_code=201, response_model=Challenge)
+@router.post(
+    "/v1/liveness/challenges",
+    status_code=201,
+    response_model=Challenge,
+    responses=problem_responses(404),  # the subject it is for is unknown
+)
 def challenge(caller: CapturerDep, svc: ServiceDep, body: ChallengeRequest) -> dict[str, Any]:
     """A signed, expiring, single-use challenge chosen by the server: the actions to perform and
     the colours to flash, bound to the subject and purpose it is issued for."""

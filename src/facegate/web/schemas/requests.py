@@ -7,7 +7,7 @@ Patterns and bounds are the API's first line of input checking: a body outside t
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # No id made only of dots or starting with one: clients normalise "." and ".." path segments,
 # so such a subject would collide with the routes around it.
@@ -69,7 +69,10 @@ class ChallengeRequest(BaseModel):
 
 
 class TenantUpdate(BaseModel):
-    """Only the fields sent are changed."""
+    """Only the fields sent are changed. Strict: ``0`` or ``"1"`` is not taken for a boolean or a
+    number of days, since a setting that guards people must mean what the admin typed."""
+
+    model_config = ConfigDict(strict=True)
 
     operating_point: str | None = Field(default=None, pattern=OPERATING_POINT)
     duplicate_operating_point: str | None = Field(default=None, pattern=OPERATING_POINT)

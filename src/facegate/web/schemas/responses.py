@@ -11,6 +11,14 @@ from pydantic import Field
 
 from facegate.web.schemas.common import Out
 
+# one (colour, milliseconds) step of a challenge's flash
+FLASH_PAIR: dict[str, Any] = {
+    "type": "array",
+    "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+    "minItems": 2,
+    "maxItems": 2,
+}
+
 # -- health -------------------------------------------------------------------------------------
 
 
@@ -233,7 +241,10 @@ class Challenge(Out):
     issued_at: float
     expires_at: float
     flash: list[tuple[str, int]] | None = Field(
-        description="(colour, milliseconds) shown on the screen in order, or null"
+        description="(colour, milliseconds) shown on the screen in order, or null",
+        # each pair as a two-item array of string or integer: the tuple's ``prefixItems`` is
+        # valid OpenAPI 3.1, but schemathesis and some generators read it as 3.0's ``items``
+        json_schema_extra={"anyOf": [{"type": "array", "items": FLASH_PAIR}, {"type": "null"}]},
     )
     subject_id: str | None = Field(default=None, description="the subject it was issued for")
     purpose: str | None = Field(default=None, description="enroll or verify")
