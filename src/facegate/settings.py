@@ -7,6 +7,7 @@ Secrets (the master keys, a database URL that may carry a password) are held wit
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,7 @@ class Settings:
     address_rate_per_minute: int = 600  # per client address, before authentication; 0: off
     auth_failures_per_minute: int = 20  # 401 answers per client address; 0: off
     num_threads: int = 1
+    trusted_proxies: str = ""  # reverse proxies whose X-Forwarded-For is believed (comma list)
     api_docs: bool = False  # Swagger UI / ReDoc (scripts from a public CDN): off unless asked
     liveness: bool = True
     audit_anchor: Path | None = None  # None: ``audit.anchor`` next to the key file
@@ -74,6 +76,16 @@ class Settings:
                 f"FACEGATE_INDEX must be one of {', '.join(INDEX_KINDS)}", code="bad_setting"
             )
         models_dir = env.get("FACEGATE_MODELS_DIR")
+        proxies = env.get("FACEGATE_TRUSTED_PROXIES", "")
+        for part in (p.strip() for p in proxies.split(",")):
+            try:
+                if part:
+                    ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "FACEGATE_TRUSTED_PROXIES must list addresses or networks (10.0.0.0/8, ::1)",
+                    code="bad_setting",
+                ) from None
         if index == "pgvector-unsealed" and not env.get("FACEGATE_DATABASE_URL"):
             raise ConfigError(
                 "FACEGATE_INDEX=pgvector-unsealed needs FACEGATE_DATABASE_URL", code="bad_setting"
@@ -96,6 +108,7 @@ class Settings:
             auth_failures_per_minute=_int(env, "FACEGATE_AUTH_FAILURES_PER_MINUTE", 20, low=0),
             num_threads=_int(env, "FACEGATE_THREADS", default_threads(), low=1),
             api_docs=env.get("FACEGATE_API_DOCS", "") in ("1", "true", "yes"),
+            trusted_proxies=proxies,
             max_concurrent_uploads=_int(env, "FACEGATE_MAX_CONCURRENT_UPLOADS", 16, low=1),
             analysis_wait_s=_int(env, "FACEGATE_ANALYSIS_WAIT_S", 10, low=1),
             audit_anchor=Path(anchor) if anchor else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import threading
 import time
@@ -209,14 +210,45 @@ class Rate:
         return max(1.0, self.per_minute * self.burst_minutes)
 
 
-def client_address(scope: Scope) -> str:
-    """The address a request's limits are counted against: the TCP peer.
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
-    The hook for trusted proxies: behind a reverse proxy the peer is the proxy, so every client
-    shares one address bucket. Honouring ``X-Forwarded-For`` from configured proxies belongs here
-    (and only here); until then, raise or switch off the address limits behind a proxy."""
+
+def parse_networks(spec: str) -> Networks:
+    """``FACEGATE_TRUSTED_PROXIES``: addresses or networks, comma-separated."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip()
+    )
+
+
+def _trusted(address: str, proxies: Networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def client_address(scope: Scope, proxies: Networks = ()) -> str:
+    """The address a request's limits are counted against: the TCP peer, unless the peer is one
+    of the configured reverse proxies; then the right-most address in ``X-Forwarded-For`` that
+    is not a trusted proxy (the left part of the header is whatever the client wrote, so it
+    is never believed). Without configured proxies the header is ignored entirely."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    peer = str(client[0]) if client else "unknown"
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    forwarded = ",".join(
+        v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"
+    )
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed hop: fall back to the proxy itself
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
 
 
 def rate_secret(key: bytes) -> bytes:
@@ -239,6 +271,7 @@ class RateLimits:
         self.per_link = Rate(settings.capture_rate_per_minute, 1 / 3)
         self.per_address = Rate(settings.address_rate_per_minute, 1 / 6)
         self.auth_failures = Rate(settings.auth_failures_per_minute, 1 / 2)
+        self.proxies = parse_networks(settings.trusted_proxies)
         self._secret_of = secret
         self._secret: bytes | None = None
         self._lock = threading.Lock()
@@ -310,7 +343,8 @@ class RateLimit:
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        limits, address = self.limits, client_address(scope)
+        limits = self.limits
+        address = client_address(scope, limits.proxies)
         scope.setdefault("state", {})[ADDRESS_STATE] = address  # for ``authenticated``
         # the stores are blocking (SQLite, psycopg): keep them off the event loop
         wait, why = await to_thread.run_sync(limits.before_auth, address)

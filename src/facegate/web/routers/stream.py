@@ -72,7 +72,7 @@ async def authenticate(
     """Caller, subject id, purpose (and a capture link's id and options) from the headers or
     the start message. A capture token fixes subject and flow (and, on an evaluation tenant,
     perhaps the actions and the flash); an API key needs ``subject_id`` and ``purpose``."""
-    address = client_address(ws.scope)
+    address = client_address(ws.scope, limits.proxies)
     auth = ws.headers.get("authorization", "")
     key = auth[7:] if auth.lower().startswith("bearer ") else ws.headers.get("x-api-key", "")
     key = key or str(start.get("key") or "")
@@ -125,7 +125,7 @@ async def liveness_stream(ws: WebSocket) -> None:
     await ws.accept()
     svc: FaceService = ws.app.state.get_service()
     limits: RateLimits = ws.app.state.rate_limits
-    address = client_address(ws.scope)
+    address = client_address(ws.scope, limits.proxies)
     wait, _ = await run_in_threadpool(limits.before_auth, address)
     try:
         if wait:
