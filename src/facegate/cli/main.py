@@ -29,6 +29,7 @@ from facegate.cli.operator_cmds import (
     cmd_audit_checkpoint,
     cmd_audit_verify,
     cmd_keys_renew_transform,
+    cmd_keys_retire,
     cmd_keys_rotate,
     cmd_retention_run,
     cmd_serve,
@@ -200,9 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = p.add_subparsers(dest="what", required=True)
     k = ksub.add_parser("rotate", help="new master key; re-wrap every tenant's data key")
     k.set_defaults(func=cmd_keys_rotate)
-    k = ksub.add_parser("renew-transform", help="new secret transform for one tenant")
+    k = ksub.add_parser(
+        "renew-transform", help="new secret transform and fresh data key for one tenant"
+    )
     k.add_argument("--tenant", required=True, help="tenant name or id")
     k.set_defaults(func=cmd_keys_renew_transform)
+    k = ksub.add_parser(
+        "retire", help="remove master-key versions no data key and no audit record uses"
+    )
+    k.set_defaults(func=cmd_keys_retire)
 
     p = sub.add_parser("retention", help="data retention")
     rsub = p.add_subparsers(dest="what", required=True)

@@ -118,6 +118,11 @@ def cmd_keys_renew_transform(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_retire(args: argparse.Namespace) -> int:
+    _print(_service().retire_master_keys())
+    return 0
+
+
 def cmd_retention_run(args: argparse.Namespace) -> int:
     _print({"retention": _service().run_retention()})
     return 0

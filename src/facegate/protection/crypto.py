@@ -89,6 +89,14 @@ class KeyRing:
         self.save()
         return version
 
+    def retire(self, versions: list[int]) -> None:
+        """Remove old versions from the key file (never the current one). Another process that
+        still holds them in memory keeps them until restarted; ``refresh`` only ever adds."""
+        assert self.path is not None and self.current not in versions
+        for v in versions:
+            self.keys.pop(v, None)
+        self.save()
+
     def save(self) -> None:
         assert self.path is not None
         data = {"current": self.current, "keys": {str(v): k.hex() for v, k in self.keys.items()}}

@@ -90,6 +90,15 @@ class ServiceContext:
             tenant.transform_version,
         )
 
+    def audit_detail_keys(self, tenant: TenantRow) -> list[TenantSecrets]:
+        """The tenant's current keys, then each data key retired by a renewal (newest first):
+        only the export uses the retired ones, to open audit details sealed before."""
+        keys = [self.secrets_of(tenant)]
+        for k in self.store.retired_tenant_keys(tenant.id):
+            dek = self.ring.unwrap(k.kek_version, k.wrapped_dek, tenant.id)
+            keys.append(TenantSecrets(tenant.id, dek, b"", k.version))
+        return keys
+
     def threshold(self, name: str) -> tuple[float, float]:
         """(threshold, FMR target) of a calibrated operating point of this embedding space."""
         point = self.calibration["operating_points"].get(name)

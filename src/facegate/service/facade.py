@@ -288,3 +288,6 @@ class FaceService:
 
     def renew_transform(self, tenant_id: str) -> dict[str, Any]:
         return self.operations.renew_transform(tenant_id)
+
+    def retire_master_keys(self) -> dict[str, Any]:
+        return self.operations.retire_master_keys()

@@ -124,6 +124,11 @@ def open_template(
             t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
         )
     except ProtectionError:
+        if t.transform_version != secrets_.transform_version:
+            # a renewal (new data key) committed between reading the tenant's keys and this
+            # row: the row is sound, only this request's view is stale; never quarantined
+            log.warning("template %s was renewed meanwhile: skipped by this request", t.id)
+            return None
         if store.quarantine_template(t.id, time.time()):
             log.error("template %s of tenant %s does not open: quarantined", t.id, t.tenant_id)
             if report is not None:

@@ -6,8 +6,9 @@ import secrets
 import time
 from typing import Any
 
+from facegate.errors import ConfigError
 from facegate.protection.crypto import seal
-from facegate.protection.tenant import seed_aad, template_aad
+from facegate.protection.tenant import TenantSecrets, seed_aad, template_aad
 from facegate.protection.transform import retransform
 from facegate.service.context import ServiceContext
 from facegate.service.gallery import open_template
@@ -55,6 +56,10 @@ class Operations:
             version, wrapped = ring.wrap(dek, tenant.id)
             ctx.store.update_tenant_keys(tenant.id, kek_version=version, wrapped_dek=wrapped)
             count += 1
+        for k in ctx.store.retired_tenant_keys():  # so the old version can be retired
+            dek = ring.unwrap(k.kek_version, k.wrapped_dek, k.tenant_id)
+            version, wrapped = ring.wrap(dek, k.tenant_id)
+            ctx.store.rewrap_retired_key(k.tenant_id, k.version, version, wrapped)
         ctx.audit(
             None,
             "keys.rotate_master",
@@ -65,28 +70,44 @@ class Operations:
         return {"master_key_version": new_version, "tenants_rewrapped": count}
 
     def renew_transform(self, tenant_id: str) -> dict[str, Any]:
-        """A new secret transform for one tenant; stored templates are moved to it, so copies
-        taken before stop matching anything."""
+        """A new secret transform and a fresh data key for one tenant, in one transaction: every
+        template is moved to the new transform and re-sealed, the new seed sealed, under the new
+        key; copies taken before match nothing, and a data key stolen before opens nothing
+        written since. The old key is kept (wrapped) only to open older audit details in the
+        tenant's export. Challenges, liveness sessions, capture links and idempotent answers
+        made under the old key stop opening (see docs/operations.md). A crash rolls it all back:
+        run it again."""
         ctx = self.ctx
         with ctx.store.tx():
             ctx.store.lock_tenant(tenant_id)  # no enrolment of this tenant runs meanwhile
             tenant = ctx.tenant(tenant_id)
             old = ctx.secrets_of(tenant)
-            new_seed, new_version = secrets.token_bytes(32), tenant.transform_version + 1
+            new_version = tenant.transform_version + 1
+            new = TenantSecrets(
+                tenant_id, secrets.token_bytes(32), secrets.token_bytes(32), new_version
+            )
             for t in ctx.store.all_templates(tenant_id):
                 aad = template_aad(tenant_id, t.subject_id, t.id, t.space_id)
                 current = open_template(ctx.store, old, t, ctx.quarantined)
                 if current is None:  # a damaged row: quarantined, not carried over
                     continue
-                v = retransform(current, old.seed, t.transform_version, new_seed, new_version)
+                v = retransform(current, old.seed, t.transform_version, new.seed, new_version)
                 # the template log records the swap, so running workers' indexes follow it
-                ctx.store.replace_template_vector(t.id, old.seal_vector(v, aad), new_version)
+                ctx.store.replace_template_vector(t.id, new.seal_vector(v, aad), new_version)
                 ctx.gallery.store_vector(t.id, v)
+            ctx.store.retire_tenant_key(
+                tenant_id,
+                tenant.transform_version,
+                tenant.kek_version,
+                tenant.wrapped_dek,
+                time.time(),
+            )
+            kek_version, wrapped = ctx.ring.wrap(new.dek, tenant_id)
             ctx.store.update_tenant_keys(
                 tenant_id,
-                kek_version=tenant.kek_version,
-                wrapped_dek=tenant.wrapped_dek,
-                sealed_transform_seed=seal(old.dek, new_seed, seed_aad(tenant_id, new_version)),
+                kek_version=kek_version,
+                wrapped_dek=wrapped,
+                sealed_transform_seed=seal(new.dek, new.seed, seed_aad(tenant_id, new_version)),
                 transform_version=new_version,
             )
             ctx.audit(
@@ -95,7 +116,49 @@ class Operations:
                 "ok",
                 tenant_id=tenant_id,
                 actor="operator",
-                details={"transform_version": new_version},
+                details={"transform_version": new_version, "data_key": "renewed"},
             )
         ctx.gallery.rebuild()
-        return {"tenant_id": tenant_id, "transform_version": new_version}
+        return {"tenant_id": tenant_id, "transform_version": new_version, "data_key": "renewed"}
+
+    def retire_master_keys(self) -> dict[str, Any]:
+        """Remove from the key file every master-key version nothing uses: no tenant's data key
+        (current or retired) is wrapped under it, no audit record's chain key is derived from it
+        (those records would stop verifying), and it is not the current one."""
+        ctx = self.ctx
+        ring = ctx.ring
+        if ring.path is None:
+            raise ConfigError(
+                "master keys come from FACEGATE_MASTER_KEYS: remove old versions there",
+                code="keys_from_environment",
+            )
+        ring.refresh()
+        wrapping = {t.kek_version for t in ctx.store.list_tenants()}
+        wrapping |= {k.kek_version for k in ctx.store.retired_tenant_keys()}
+        chaining = ctx.store.audit_key_versions()
+        kept = {
+            v: reason
+            for v in sorted(ring.keys)
+            if (reason := _still_used(v, ring.current, wrapping, chaining))
+        }
+        removed = sorted(set(ring.keys) - set(kept))
+        if removed:
+            ring.retire(removed)
+            ctx.audit(
+                None,
+                "keys.retire_master",
+                "ok",
+                actor="operator",
+                details={"removed_versions": removed},
+            )
+        return {"removed_versions": removed, "kept_versions": kept}
+
+
+def _still_used(version: int, current: int, wrapping: set[int], chaining: set[int]) -> str:
+    if version == current:
+        return "current"
+    if version in wrapping:
+        return "wraps a data key"
+    if version in chaining:
+        return "keys audit records (their chain would stop verifying)"
+    return ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facegate.errors import ConflictError, EvidenceError
+from facegate.errors import ConflictError, EvidenceError, ProtectionError
 from facegate.service.context import Caller, Probe, ServiceContext
 
 
@@ -46,9 +46,15 @@ class Probes:
                 reasons=session.summary.get("reasons", []),
             )
         secrets_ = ctx.secrets_of(ctx.tenant(caller.tenant_id))
-        vector = secrets_.open_vector(
-            session.sealed_vector, session_aad(caller.tenant_id, session_id)
-        )
+        try:
+            vector = secrets_.open_vector(
+                session.sealed_vector, session_aad(caller.tenant_id, session_id)
+            )
+        except ProtectionError as exc:  # sealed under a data key a renewal has replaced
+            raise ConflictError(
+                "the liveness session was made before the tenant's keys were renewed",
+                code="liveness_session_invalid",
+            ) from exc
         return Probe(
             vector,
             session.space_id or "",

@@ -36,15 +36,20 @@ def consent_view(c: ConsentRow | None) -> dict[str, Any]:
     }
 
 
-def opened_details(keys: TenantSecrets, r: AuditRecord) -> dict[str, Any]:
-    """A record's details with its sealed part opened (the tenant's own export only); a part
-    sealed under a data key since replaced stays marked as unreadable."""
+def opened_details(keys: list[TenantSecrets], r: AuditRecord) -> dict[str, Any]:
+    """A record's details with its sealed part opened (the tenant's own export only), under the
+    current data key or one retired by a renewal (AES-GCM tells which one sealed it); a part
+    that opens under none of them (damaged) stays marked as unreadable."""
     details = dict(r.details)
     sealed = details.pop("sealed", None)
     if isinstance(sealed, str):
-        try:
-            details.update(open_details(keys, r.subject_id, r.action, sealed))
-        except ProtectionError:
+        for k in keys:
+            try:
+                details.update(open_details(k, r.subject_id, r.action, sealed))
+                break
+            except ProtectionError:
+                continue
+        else:
             details["sealed"] = "unreadable"
     return details
 
@@ -148,7 +153,7 @@ class Subjects:
         ctx = self.ctx
         view = self.view(caller, subject_id)
         templates = ctx.store.templates_of(caller.tenant_id, subject_id)
-        keys = ctx.secrets_of(ctx.tenant(caller.tenant_id))
+        keys = ctx.audit_detail_keys(ctx.tenant(caller.tenant_id))
         out = {
             **view,
             "consents": [consent_view(c) for c in ctx.store.consents(caller.tenant_id, subject_id)],

@@ -177,6 +177,17 @@ SQLITE: list[str] = [
         PRIMARY KEY (tenant_id, key_hash)
     );
     """,
+    # 8: data keys retired by a renewal, kept (wrapped) only to open older audit details
+    """
+    CREATE TABLE tenant_keys (
+        tenant_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kek_version INTEGER NOT NULL,
+        wrapped_dek BLOB NOT NULL,
+        retired_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, version)
+    );
+    """,
 ]
 
 
@@ -306,6 +317,17 @@ POSTGRES: list[str] = [
         sealed_answer BYTEA,
         created_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (tenant_id, key_hash)
+    );
+    """,
+    # 8: data keys retired by a renewal, kept (wrapped) only to open older audit details
+    """
+    CREATE TABLE tenant_keys (
+        tenant_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kek_version INTEGER NOT NULL,
+        wrapped_dek BYTEA NOT NULL,
+        retired_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, version)
     );
     """,
 ]

@@ -2,7 +2,7 @@
 
 The backends (``sqlite.py``, ``postgres.py``) supply connections and migrations
 (``connection.py``); the audit log's queries are in ``audit.py``, liveness sessions and lockout
-counts in ``sessions.py``.
+counts in ``sessions.py``, tenants' data keys (current and retired) in ``tenant_keys.py``.
 Only ciphertexts of (transformed) templates are stored; no image, no plain embedding. A crash
 mid-request leaves no half-written enrolment: every multi-row change runs in one transaction.
 """
@@ -28,9 +28,10 @@ from facegate.storage.base import (
 )
 from facegate.storage.idempotency import IdempotencyQueries
 from facegate.storage.sessions import SessionQueries
+from facegate.storage.tenant_keys import TenantKeyQueries
 
 
-class SQLStore(AuditLog, SessionQueries, AttemptQueries, IdempotencyQueries):
+class SQLStore(AuditLog, SessionQueries, AttemptQueries, IdempotencyQueries, TenantKeyQueries):
     """Every query of the service, in SQL that SQLite and PostgreSQL both speak."""
 
     stores_protected_vectors = False  # True where the database itself indexes (pgvector)
@@ -88,26 +89,6 @@ class SQLStore(AuditLog, SessionQueries, AttemptQueries, IdempotencyQueries):
             db.execute(
                 "UPDATE tenants SET settings=? WHERE id=?", (json.dumps(settings), tenant_id)
             )
-
-    def update_tenant_keys(
-        self,
-        tenant_id: str,
-        *,
-        kek_version: int,
-        wrapped_dek: bytes,
-        sealed_transform_seed: bytes | None = None,
-        transform_version: int | None = None,
-    ) -> None:
-        with self.tx() as db:
-            db.execute(
-                "UPDATE tenants SET kek_version=?, wrapped_dek=? WHERE id=?",
-                (kek_version, wrapped_dek, tenant_id),
-            )
-            if sealed_transform_seed is not None:
-                db.execute(
-                    "UPDATE tenants SET sealed_transform_seed=?, transform_version=? WHERE id=?",
-                    (sealed_transform_seed, transform_version, tenant_id),
-                )
 
     def add_api_key(self, tenant_id: str, roles: frozenset[str], label: str, now: float) -> str:
         """Create a key; returns the secret once (``fg_<id>_<secret>``); only its hash is kept."""

@@ -21,6 +21,7 @@ from anyio import to_thread
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facegate.errors import ProtectionError
 from facegate.protection.crypto import open_sealed, seal
 from facegate.service import Caller, FaceService
 from facegate.web.middleware import CALLER_STATE, CAPTURE_PREFIX
@@ -86,7 +87,17 @@ class Idempotency:
             return
         sealer = await to_thread.run_sync(_sealer, svc, caller.tenant_id)
         if claim.state == "done":
-            kept = json.loads(open_sealed(sealer, claim.sealed_answer, _aad(key_hash)))
+            try:
+                kept = json.loads(open_sealed(sealer, claim.sealed_answer, _aad(key_hash)))
+            except ProtectionError:  # kept under a data key a renewal has replaced
+                answer = problem(
+                    409,
+                    "idempotency_key_reused",
+                    "the answer kept for this Idempotency-Key predates a key renewal: use a new"
+                    " key",
+                )
+                await answer(scope, receive, send)
+                return
             await _send_json(send, claim.status, kept["body"], kept["type"], replayed=True)
             return
         # The answer is kept before it is sent: a client that retries the moment it has the
