@@ -46,6 +46,7 @@ def write_first_admin_key(settings: Settings, key: str) -> Path:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from facegate.web.logs import LOG_CONFIG
     from facegate.web.serving import PROTOCOL
 
     settings = Settings.from_env()
@@ -70,8 +71,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         http=PROTOCOL,  # h11 with TCP_NODELAY under any number of workers (see its module)
-        log_level="warning",
-        access_log=False,
+        log_config=LOG_CONFIG,  # JSON lines on stderr in every worker (web/logs.py)
+        access_log=False,  # our own request line carries the route template, not the path
     )
     return 0
 

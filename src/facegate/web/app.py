@@ -32,6 +32,7 @@ from facegate.storage.ratelimit import PostgresRateStore, RateStore, SQLiteRateS
 from facegate.web import openapi
 from facegate.web.deps import Analyses
 from facegate.web.idempotency import Idempotency
+from facegate.web.logs import RequestLog
 from facegate.web.metrics import Metrics, metrics_endpoint, observe_event
 from facegate.web.middleware import AuthGate, BodyLimit, RateLimit, RateLimits, rate_secret
 from facegate.web.problems import (
@@ -135,7 +136,8 @@ def create_app(
         drain_limit=settings.max_body_bytes,
     )
     app.add_middleware(RateLimit, limits=limits)  # before the body
-    app.add_middleware(Metrics)  # outermost: every request is counted, refused ones too
+    app.add_middleware(Metrics)  # every request is counted, refused ones too
+    app.add_middleware(RequestLog)  # outermost: an id and one log line for every request
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     for module in (health, tenant, subjects, faces, liveness, stream, capture):
