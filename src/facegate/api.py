@@ -329,6 +329,8 @@ def _read_file(path: Path, limits: ImageLimits) -> bytes:
 
 def _rgb_array(image: np.ndarray, limits: ImageLimits) -> np.ndarray:
     """Hold an array to the decoder's rules: uint8, gray/RGB/RGBA, within the pixel limits."""
+    from facegate.engine.decode import check_size  # lazy: `import facegate` stays light
+
     if image.dtype != np.uint8:
         raise InputError(
             f"an image array must have dtype uint8, not {image.dtype}"
@@ -344,23 +346,7 @@ def _rgb_array(image: np.ndarray, limits: ImageLimits) -> np.ndarray:
             code="unsupported_input",
             shape=list(image.shape),
         )
-    height, width = image.shape[:2]
-    if width * height > limits.max_pixels:
-        raise TooLargeError(
-            "the image has more pixels than allowed",
-            code="too_many_pixels",
-            width=width,
-            height=height,
-            limit=limits.max_pixels,
-        )
-    if min(width, height) < limits.min_side:
-        raise InputError(
-            "the image is too small",
-            code="image_too_small",
-            width=width,
-            height=height,
-            limit=limits.min_side,
-        )
+    check_size(image.shape[1], image.shape[0], limits)
     if image.ndim == 2:
         return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
     if image.shape[2] == 4:  # composite on white, as decode.py does for transparent files

@@ -43,6 +43,26 @@ class ImageLimits:
 DEFAULT_LIMITS = ImageLimits()
 
 
+def check_size(width: int, height: int, limits: ImageLimits) -> None:
+    """The pixel bounds every image is held to, decoded from bytes or handed over as an array."""
+    if width * height > limits.max_pixels:
+        raise TooLargeError(
+            "the image has more pixels than allowed",
+            code="too_many_pixels",
+            width=width,
+            height=height,
+            limit=limits.max_pixels,
+        )
+    if min(width, height) < limits.min_side:
+        raise InputError(
+            "the image is too small",
+            code="image_too_small",
+            width=width,
+            height=height,
+            limit=limits.min_side,
+        )
+
+
 def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode JPEG, PNG, WebP or BMP bytes into an (H, W, 3) uint8 RGB array.
 
@@ -85,23 +105,7 @@ def _decode(data: bytes, limits: ImageLimits) -> np.ndarray:
         raise InputError(
             "unsupported image format", code="unsupported_format", format=str(img.format)
         )
-    width, height = img.size
-    if width * height > limits.max_pixels:
-        raise TooLargeError(
-            "the image has more pixels than allowed",
-            code="too_many_pixels",
-            width=width,
-            height=height,
-            limit=limits.max_pixels,
-        )
-    if min(width, height) < limits.min_side:
-        raise InputError(
-            "the image is too small",
-            code="image_too_small",
-            width=width,
-            height=height,
-            limit=limits.min_side,
-        )
+    check_size(img.size[0], img.size[1], limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -22,7 +22,7 @@ recording in ../shared/data was made under a flashing screen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +178,32 @@ def steps_identified(
     return hits / len(sequence) if counted else 0.0
 
 
+def best_lag(
+    face: np.ndarray,
+    back: np.ndarray,
+    lags: np.ndarray,
+    light_at: Callable[[float], tuple[np.ndarray, np.ndarray]],
+    min_inside: float,
+) -> tuple[float, float, float, float] | None:
+    """The lag at which the face's colour follows the screen's best: (correlation, lag, the
+    face's response, face-vs-background score), or None when no lag leaves enough frames.
+    ``light_at(lag)`` gives the screen's light per frame and which frames fall inside a step;
+    the uploaded and the streamed checks differ only there."""
+    best: tuple[float, float, float, float] | None = None
+    for lag in lags:
+        light, inside = light_at(float(lag))
+        if inside.sum() < min_inside:
+            continue
+        k_face, r = fit_response(face[inside], light[inside])
+        if best is None or r > best[0]:
+            k_rel, r_rel = fit_response(face[inside] - back[inside], light[inside])
+            # correlation of the face relative to the background, times the share of the
+            # face's response that the background does not also show
+            share = float(np.clip(k_rel / k_face, 0.0, 1.0)) if k_face > 0 else 0.0
+            best = (r, float(lag), k_face, max(r_rel, 0.0) * share)
+    return best
+
+
 def no_evidence(policy: FlashPolicy, detail: str) -> list[CueResult]:
     """All three flash cues failed, for the same missing evidence (fail closed)."""
     return [
@@ -204,18 +230,13 @@ def judge_flash(
     t = np.array([s.t_ms for s in usable])
     face = np.log1p(np.array([s.face_rgb for s in usable]))
     back = np.log1p(np.array([s.background_rgb for s in usable]))
-    best: tuple[float, float, float, float] | None = None  # correlation, lag, k, vs background
-    for lag in np.arange(0.0, policy.max_lag_ms + 1e-6, policy.lag_step_ms):
-        light, inside = screen_light(sequence, t, float(lag), policy.edge_ms)
-        if inside.sum() < policy.min_frames_per_step * len(sequence):
-            continue
-        k_face, r = fit_response(face[inside], light[inside])
-        if best is None or r > best[0]:
-            k_rel, r_rel = fit_response(face[inside] - back[inside], light[inside])
-            # correlation of the face relative to the background, times the share of the
-            # face's response that the background does not also show
-            share = float(np.clip(k_rel / k_face, 0.0, 1.0)) if k_face > 0 else 0.0
-            best = (r, float(lag), k_face, max(r_rel, 0.0) * share)
+    best = best_lag(
+        face,
+        back,
+        np.arange(0.0, policy.max_lag_ms + 1e-6, policy.lag_step_ms),
+        lambda lag: screen_light(sequence, t, lag, policy.edge_ms),
+        policy.min_frames_per_step * len(sequence),
+    )
     if best is None:
         return no_evidence(policy, "too few frames with a face while the colours were shown")
     r, lag, k_face, ratio = best

@@ -29,8 +29,8 @@ from facegate.liveness.flash import (
     FLASH_PALETTE,
     ColourSample,
     FlashPolicy,
+    best_lag,
     detrend,
-    fit_response,
     hex_rgb,
     no_evidence,
 )
@@ -278,16 +278,13 @@ def judge_stream_flash(
     t = np.array([s.t_ms for s in usable])
     face = np.log1p(np.array([s.face_rgb for s in usable]))
     back = np.log1p(np.array([s.background_rgb for s in usable]))
-    best: tuple[float, float, float, float] | None = None
-    for lag in np.arange(0.0, max_lag_ms + 1e-6, policy.lag_step_ms):
-        light, inside, _ = windows_light(windows, t, float(lag), policy.edge_ms)
-        if inside.sum() < policy.min_frames_per_step * len(windows):
-            continue
-        k_face, r = fit_response(face[inside], light[inside])
-        if best is None or r > best[0]:
-            k_rel, r_rel = fit_response(face[inside] - back[inside], light[inside])
-            share = float(np.clip(k_rel / k_face, 0.0, 1.0)) if k_face > 0 else 0.0
-            best = (r, float(lag), k_face, max(r_rel, 0.0) * share)
+    best = best_lag(
+        face,
+        back,
+        np.arange(0.0, max_lag_ms + 1e-6, policy.lag_step_ms),
+        lambda lag: windows_light(windows, t, lag, policy.edge_ms)[:2],
+        policy.min_frames_per_step * len(windows),
+    )
     if best is None:
         return no_evidence(policy, "too few frames with a face while the colours were shown")
     r, lag, k_face, ratio = best

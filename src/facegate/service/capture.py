@@ -45,6 +45,11 @@ def require_chosen_allowed(
         )
 
 
+def link_id_of(caller: Caller) -> str:
+    """A capture page's caller is its link: ``capture:<link id>`` (see ``Capture.open``)."""
+    return caller.key_id.removeprefix("capture:")
+
+
 class Capture:
     def __init__(
         self,
@@ -190,7 +195,7 @@ class Capture:
         self.ctx.audit(caller, "consent.decline", "ok", subject_id=subject_id)
         self.ctx.store.record_capture_outcome(
             caller.tenant_id,
-            caller.key_id[len("capture:") :],
+            link_id_of(caller),
             "declined",
             {"live": None, "match": None, "enrolled": False, "reasons": []},
             self.ctx.now(),
@@ -199,7 +204,7 @@ class Capture:
         return {"non_face_alternative": settings["non_face_alternative"]}
 
     def _not_spent(self, caller: Caller, flow: str) -> None:
-        link = self.ctx.store.get_capture_link(caller.tenant_id, caller.key_id[len("capture:") :])
+        link = self.ctx.store.get_capture_link(caller.tenant_id, link_id_of(caller))
         if flow == "enroll" and (link is None or link.used_at is not None):
             raise ConflictError(
                 "this enrolment link has been used; ask for a new one", code="capture_link_used"
@@ -216,7 +221,7 @@ class Capture:
         """Liveness, then enrolment or verification from the same session, in one step."""
         caller, subject_id, flow = self.open(token)
         require_video_upload(self.ctx.tenant(caller.tenant_id))
-        link_id = caller.key_id[len("capture:") :]
+        link_id = link_id_of(caller)
         if flow == "enroll" and not self.ctx.store.spend_capture_link(
             caller.tenant_id, link_id, self.ctx.now()
         ):
@@ -249,7 +254,7 @@ class Capture:
         live session at once, and record the link's outcome for the relying party."""
         result = None
         codes = [r["code"] for r in reasons]
-        link_id = caller.key_id[len("capture:") :]
+        link_id = link_id_of(caller)
         try:
             if live and session_id:
                 probe = self.probes.from_session(caller, session_id, subject_id, (flow,))
