@@ -7,18 +7,30 @@ PYTHON=${PYTHON:-python3}
 TEST=0
 for arg in "$@"; do
   case "$arg" in
-    --test) TEST=1 ;;  # test dependencies, and Debian's Chromium for the browser tests
+    --test) TEST=1 ;;  # test dependencies, and the Debian packages the tests drive
     *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
   esac
 done
 
-if [ "$TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Debian's chromium for the browser tests" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "setup: the browser tests need Chromium: run 'sudo apt-get install chromium'" >&2
+if [ "$TEST" = 1 ]; then
+  # Debian packages the test tiers drive for real: Chromium (the capture page and the embeddable
+  # component), SoftHSM2 (a PKCS#11 token holding the master key) and nginx (the TLS reverse-proxy
+  # walk-through of docs/operations.md).
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  [ -e /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the walk-through's certificate
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: installing Debian's ${missing[*]} for the tests" >&2
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+    else
+      echo "setup: some tests need Debian's ${missing[*]}: run 'sudo apt-get install" \
+           "${missing[*]}'" >&2
+    fi
   fi
 fi
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,13 +50,30 @@ class Settings:
     auth_failures_per_minute: int = 20  # 401 answers per client address; 0: off
     num_threads: int = 1
     trusted_proxies: str = ""  # reverse proxies whose X-Forwarded-For is believed (comma list)
+    # the path prefix a reverse proxy serves facegate under ("/facegate"; "": none), stripped
+    # from request paths if the proxy left it; capture links and OpenAPI's server name it
+    root_path: str = ""
     api_docs: bool = False  # Swagger UI / ReDoc (scripts from a public CDN): off unless asked
+    otel: bool = False  # OpenTelemetry traces (facegate[otel]; exporter from OTEL_* variables)
     liveness: bool = True
     audit_anchor: Path | None = None  # None: ``audit.anchor`` next to the key file
+    # master keys in a PKCS#11 token instead of the key file (docs/keys.md): the module (.so),
+    # the token's label, and the file (0600) holding the user PIN; the PIN itself is never here
+    pkcs11_module: Path | None = None
+    pkcs11_token: str = "facegate"
+    pkcs11_pin_file: Path | None = field(default=None, repr=False)
     # per worker: requests with an upload in flight (received, waiting or analysed; beyond it:
     # 503 ``busy``), and how long one waits in line for the worker's analysis slot (then ``busy``)
     max_concurrent_uploads: int = 16
     analysis_wait_s: int = 10
+    # webhooks (docs/webhooks.md): http and loopback/private targets only when allowed (SSRF);
+    # each attempt's timeout, attempts before an event is failed, the first retry's delay
+    # (then x4 each time, at most 6 h), how often each worker looks for due deliveries
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_s: float = 60.0
+    webhook_poll_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +109,12 @@ class Settings:
                 "FACEGATE_INDEX=pgvector-unsealed needs FACEGATE_DATABASE_URL", code="bad_setting"
             )
         anchor = env.get("FACEGATE_AUDIT_ANCHOR")
+        pkcs11_module = env.get("FACEGATE_PKCS11_MODULE")
+        pin_file = env.get("FACEGATE_PKCS11_PIN_FILE")
+        if pkcs11_module and env.get("FACEGATE_MASTER_KEYS"):
+            raise ConfigError(
+                "set FACEGATE_PKCS11_MODULE or FACEGATE_MASTER_KEYS, not both", code="bad_setting"
+            )
         return cls(
             data_dir=data_dir,
             key_file=key_file,
@@ -108,10 +132,20 @@ class Settings:
             auth_failures_per_minute=_int(env, "FACEGATE_AUTH_FAILURES_PER_MINUTE", 20, low=0),
             num_threads=_int(env, "FACEGATE_THREADS", default_threads(), low=1),
             api_docs=env.get("FACEGATE_API_DOCS", "") in ("1", "true", "yes"),
+            otel=env.get("FACEGATE_OTEL", "") in ("1", "true", "yes"),
             trusted_proxies=proxies,
+            root_path=_root_path(env.get("FACEGATE_ROOT_PATH", "")),
             max_concurrent_uploads=_int(env, "FACEGATE_MAX_CONCURRENT_UPLOADS", 16, low=1),
             analysis_wait_s=_int(env, "FACEGATE_ANALYSIS_WAIT_S", 10, low=1),
+            webhook_allow_private=_flag(env, "FACEGATE_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_timeout_s=_int(env, "FACEGATE_WEBHOOK_TIMEOUT_S", 10, low=1),
+            webhook_max_attempts=_int(env, "FACEGATE_WEBHOOK_MAX_ATTEMPTS", 8, low=1),
+            webhook_backoff_s=_int(env, "FACEGATE_WEBHOOK_BACKOFF_S", 60, low=1),
+            webhook_poll_s=_int(env, "FACEGATE_WEBHOOK_POLL_S", 2, low=1),
             audit_anchor=Path(anchor) if anchor else None,
+            pkcs11_module=Path(pkcs11_module) if pkcs11_module else None,
+            pkcs11_token=env.get("FACEGATE_PKCS11_TOKEN") or "facegate",
+            pkcs11_pin_file=Path(pin_file) if pin_file else None,
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -134,6 +168,24 @@ class Settings:
         """The data folder, created on first use with mode 0700."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return self.data_dir
+
+
+def _root_path(raw: str) -> str:
+    """``/a/b`` or "": a leading slash, none at the end, only plain path characters (it is
+    written into links and the OpenAPI document)."""
+    value = raw.strip().rstrip("/")
+    if value and (
+        not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value) or {".", ".."} & set(value.split("/"))
+    ):
+        raise ConfigError(
+            "FACEGATE_ROOT_PATH must be a path such as /facegate (letters, digits, . _ ~ -)",
+            code="bad_setting",
+        )
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "") in ("1", "true", "yes")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int) -> int:

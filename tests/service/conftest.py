@@ -16,7 +16,7 @@ import uvicorn
 from tests.helpers import missing_resource
 
 from facegate.liveness.check import LivenessChecker
-from facegate.protection.crypto import load_keyring
+from facegate.protection.crypto import MasterKeys, load_keyring
 from facegate.service import FaceService
 from facegate.service.index import DatabaseIndex
 from facegate.settings import Settings
@@ -89,13 +89,15 @@ def start_server(
     postgres_url: str | None = None,
     tenant_settings: dict | None = None,
     postgres_unsealed: bool = False,
+    ring: MasterKeys | None = None,
     **settings_fields: Any,
 ) -> Server:
     """A server whose first tenant, "alpha", is an evaluation tenant unless ``tenant_settings``
     say otherwise: still photos accepted and actions chosen by the caller, so that the API's
     paths can be driven with the shared photos and recorded videos. The secure defaults are
     tested on fresh tenants (test_secure_defaults.py). ``settings_fields`` are further fields of
-    ``facegate.settings.Settings`` (limits, for example)."""
+    ``facegate.settings.Settings`` (limits, for example); ``ring``: master keys other than a key
+    file in ``tmp`` (a PKCS#11 token)."""
     data_dir, key_file = tmp / "data", tmp / "keys" / "master.keys"
     data_dir.mkdir(parents=True)
     index: DatabaseIndex | None = None  # the default: in-memory, built from sealed templates
@@ -106,7 +108,8 @@ def start_server(
     else:
         store = SQLiteStore(data_dir / "facegate.sqlite3")
     checker = LivenessChecker(engine) if liveness else None
-    service = FaceService(store, load_keyring(key_file), engine, checker, index)
+    keys = ring if ring is not None else load_keyring(key_file)
+    service = FaceService(store, keys, engine, checker, index)
     _, admin_key = service.create_tenant(
         "alpha",
         EVALUATION_TENANT if tenant_settings is None else tenant_settings,

@@ -250,12 +250,29 @@ def test_liveness_session_enrols_and_is_single_use(server, shared_data: Path) ->
 
 
 @pytest.mark.parametrize("path", ["/v1/subjects/x/verify", "/v1/search"])
-def test_no_temp_files_are_written(server, shared_data: Path, path: str, tmp_path: Path) -> None:
+def test_no_temp_files_are_written(
+    server, shared_data: Path, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload over Starlette's 1 MB spool size is still never written to disk. The server runs
+    in this process: every way Python's tempfile makes a file is recorded, and the temp folder is
+    a private one (so other processes writing to /tmp cannot make the test fail). A spooled file
+    rolled over to disk goes through ``tempfile.TemporaryFile``, which on Linux leaves no entry in
+    any folder (O_TMPFILE): the call itself is what shows it."""
     import tempfile
 
-    before = set(Path(tempfile.gettempdir()).iterdir())
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    made: list[str] = []
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp", "mkdtemp"):
+        original = getattr(tempfile, name)
+
+        def record(*args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            made.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, name, record)
     c = server.client()
     big = face(shared_data, BIDEN_1) + b"\0" * (2 << 20)  # over Starlette's 1 MB spool size
     c.post(path, data={"subject_id": "x"}, files=upload(big))
-    after = set(Path(tempfile.gettempdir()).iterdir())
-    assert after - before == set()
+    assert made == [] and list(private.iterdir()) == []

@@ -1,20 +1,26 @@
 """Key lifecycle (issue 17): a renewal gives the tenant a fresh data key as well as a new
 transform; a data key stolen before opens nothing written since, older audit details stay in the
 tenant's export, other workers keep verifying without a restart; master-key versions that nothing
-uses any more are removed from the key file, and those still in use are refused."""
+uses any more are removed from the key file, and those still in use are refused. A data-key
+rotation (no new transform) re-seals online and in batches, and a rerun after a crash
+continues."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
-from tests.service.conftest import start_server, stop_server
+from tests.service.conftest import new_database, start_server, stop_server
 from tests.service.test_recovery import ALEX_1, ALEX_2, BIDEN_1, BIDEN_2, enrol, photo, two_workers
 
-from facegate.errors import ProtectionError
-from facegate.protection.crypto import open_sealed
+from facegate.errors import ConflictError, ProtectionError
+from facegate.protection.crypto import load_keyring, open_sealed
 from facegate.protection.tenant import seed_aad, template_aad
+from facegate.service import Caller, FaceService
+from facegate.service.probes import session_aad
+from facegate.storage.postgres import PostgresStore
 
 
 def test_renewal_uses_a_fresh_data_key(tmp_path: Path, shared_data, engine) -> None:
@@ -110,3 +116,112 @@ def test_an_answer_kept_before_a_renewal_is_refused_not_a_500(engine, tmp_path: 
         assert fresh.status_code == 201
     finally:
         stop_server(server)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def workers(request, tmp_path: Path, engine):
+    """Two workers (two stores, two key rings) on one database of either backend."""
+    if request.param == "sqlite":
+        return two_workers(tmp_path, engine)
+    url = new_database(request.getfixturevalue("postgres_server"))
+    keys = tmp_path / "keys" / "master.keys"
+    a = FaceService(PostgresStore(url), load_keyring(keys), engine)
+    tenant, _ = a.create_tenant("t", {"require_liveness": False})
+    b = FaceService(PostgresStore(url), load_keyring(keys), engine)
+    return a, b, Caller(tenant.id, "test", frozenset({"enroll", "verify", "search", "admin"}))
+
+
+def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeypatch) -> None:
+    a, b, caller = workers
+    tid = caller.tenant_id
+    for sid, rel in (("biden", BIDEN_1), ("alex", ALEX_1), ("alex-2", ALEX_2)):
+        enrol(a, caller, sid, photo(shared_data, rel))
+    probe = a.probe_from_image(photo(shared_data, BIDEN_2))
+    before = a.verify(caller, "biden", probe)
+    assert before["match"] is True
+    stolen = a.secrets_of(a.tenant(tid))  # the data key, taken before
+    session_vector = a.secrets_of(a.tenant(tid)).seal_vector(
+        probe.embedding, session_aad(tid, "s1")
+    )
+    a.store.add_liveness_session(tid, "s1", True, a.ctx.space_id, session_vector, {}, 1e12)
+
+    # a verifier in another worker that must never fail while the rotation runs
+    failures: list[str] = []
+    runs = [0]
+    stop = threading.Event()
+
+    def verifier() -> None:
+        while not stop.is_set():
+            try:
+                out = a.verify(caller, "biden", probe)
+                if not out["match"] or abs(out["score"] - before["score"]) > 1e-4:
+                    failures.append(repr(out))
+            except Exception as exc:  # anything at all is a failure here
+                failures.append(repr(exc))
+            runs[0] += 1
+
+    thread = threading.Thread(target=verifier, daemon=True)
+    thread.start()
+    try:
+        # the first run crashes after its first batch (one template)
+        real = b.store.reseal_template
+        calls = [0]
+
+        def crash_on_second(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == 2:
+                raise RuntimeError("injected crash")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(b.store, "reseal_template", crash_on_second)
+        with pytest.raises(RuntimeError):
+            b.operations.rotate_data_key(tid, batch=1, settle_s=0.2)
+        monkeypatch.setattr(b.store, "reseal_template", real)
+        new_version = b.store.data_key_version(tid)
+        left = b.store.rows_below_data_key(tid, new_version)
+        assert left == {"templates": 2, "sessions": 1}, left  # one re-sealed, then the crash
+        mid = a.verify(caller, "biden", probe)  # mid-rotation: both keys open
+        assert mid["match"] is True
+        with pytest.raises(ConflictError):
+            a.renew_transform(tid)  # not while a rotation is half done
+
+        # the rerun continues where the crash left it
+        out = b.operations.rotate_data_key(tid, batch=1, settle_s=0)
+        assert out["resumed"] is True and out["data_key_version"] == new_version
+        assert out["templates_resealed"] == 2 and out["sessions_resealed"] == 1
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert failures == [] and runs[0] >= 1, failures
+
+    tenant = a.tenant(tid)
+    fresh = a.secrets_of(tenant)
+    assert fresh.previous == () and fresh.dek != stolen.dek and fresh.seed == stolen.seed
+    assert a.store.rows_below_data_key(tid, new_version) == {"templates": 0, "sessions": 0}
+    # the stolen key opens no template, not the seed, not the session
+    for t in a.store.all_templates(tid):
+        aad = template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
+        with pytest.raises(ProtectionError):
+            stolen.open_vector(t.sealed_vector, aad)
+        fresh.open_vector(t.sealed_vector, aad)
+    with pytest.raises(ProtectionError):
+        open_sealed(stolen.dek, tenant.sealed_transform_seed, seed_aad(tid, 1))
+    row = a.store.take_liveness_session(tid, "s1", "biden", ("verify",), 0.0)
+    if row is not None and row.sealed_vector is not None:
+        with pytest.raises(ProtectionError):
+            stolen.open_vector(row.sealed_vector, session_aad(tid, "s1"))
+        fresh.open_vector(row.sealed_vector, session_aad(tid, "s1"))
+    # both workers verify as before, nothing was quarantined, the transform did not change
+    for svc in (a, b):
+        again = svc.verify(caller, "biden", svc.probe_from_image(photo(shared_data, BIDEN_2)))
+        assert again["match"] is True and abs(again["score"] - before["score"]) < 1e-4
+    assert a.quarantined(caller)["templates"] == []
+    assert tenant.transform_version == 1
+    # the export still opens audit details sealed under the old key
+    export = a.export_subject(caller, "biden")
+    assert "unreadable" not in json.dumps(export["audit"])
+    assert any(r.action == "keys.rotate_data_key" for r in a.store.audit_records(tid))
+    # a later renewal retires the rotated key under its own version
+    a.renew_transform(tid)
+    versions = sorted(k.version for k in a.store.retired_tenant_keys(tid))
+    assert versions == [1, 2] and a.store.data_key_version(tid) == 3

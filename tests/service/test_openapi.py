@@ -6,6 +6,7 @@ it carries the same keys and values the service returned (a model never drops or
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -31,7 +32,7 @@ from facegate.service import FaceService
 from facegate.settings import Settings
 from facegate.web.app import create_app
 from facegate.web.problems import PROBLEM_MEDIA_TYPE, facegate_error_handler
-from facegate.web.routers import capture, faces, health, liveness, subjects, tenant
+from facegate.web.routers import capture, faces, health, liveness, subjects, tenant, webhooks
 from facegate.web.schemas import Problem
 
 BIDEN_1 = "Joseph_Biden/face_recognition_biden.jpg"
@@ -177,13 +178,22 @@ class Recorder:
 
 def test_every_route_answers_exactly_its_declared_model(server: Server, shared_data: Path) -> None:
     recorder = Recorder(server.service)
-    settings = Settings(data_dir=server.data_dir, key_file=server.key_file, rate_per_minute=10_000)
+    settings = Settings(
+        data_dir=server.data_dir,
+        key_file=server.key_file,
+        rate_per_minute=10_000,
+        # a receiver that refuses at once (loopback's discard port), tried once: the delivery
+        # fails within a poll, so that it can be redelivered
+        webhook_allow_private=True,
+        webhook_max_attempts=1,
+        webhook_poll_s=0.2,
+    )
     app = create_app(settings, service=cast(FaceService, recorder))
     routes = {  # the routers' own routes: the app holds them behind include wrappers
         (method, r.path): r
-        for module in (health, tenant, subjects, faces, liveness, capture)
+        for module in (health, tenant, subjects, faces, liveness, capture, webhooks)
         for r in module.router.routes
-        if isinstance(r, APIRoute)
+        if isinstance(r, APIRoute) and r.include_in_schema  # the page and its script are not JSON
         for method in r.methods or ()
     }
     checked: set[tuple[str, str]] = set()
@@ -268,6 +278,8 @@ def test_every_route_answers_exactly_its_declared_model(server: Server, shared_d
             data={"liveness_session": verdict["session_id"]},
         )
         assert live["liveness"]["session_id"] and live["quality"] is None
+        hook = call("PUT", "/v1/tenant/webhook", json={"url": "http://127.0.0.1:9/hook"})
+        assert hook["secret"]
         link = call("POST", "/v1/capture-links", json={"subject_id": "oa-d", "flow": "verify"})
         capture_headers = {"X-Capture-Token": link["capture_token"]}
         call("GET", "/v1/capture/info", headers=capture_headers)
@@ -285,6 +297,18 @@ def test_every_route_answers_exactly_its_declared_model(server: Server, shared_d
         status = call("GET", "/v1/capture-links/{link_id}", path={"link_id": link["id"]})
         assert status["status"] == "declined" and status["result"] is not None  # its last step
         call("DELETE", "/v1/capture-links/{link_id}", path={"link_id": link["id"]})
+        deadline = time.monotonic() + 30
+        failed_only = {"status": "failed"}
+        while not (
+            failed := call("GET", "/v1/tenant/webhook-deliveries", params=failed_only)["deliveries"]
+        ):
+            assert time.monotonic() < deadline, "the declined capture's event was never tried"
+            time.sleep(0.2)
+        event = {"event_id": failed[0]["event_id"]}
+        call("POST", "/v1/tenant/webhook-deliveries/{event_id}/redeliver", path=event)
+        assert call("GET", "/v1/tenant/webhook")["url"] == "http://127.0.0.1:9/hook"
+        call("POST", "/v1/tenant/webhook/rotate-secret")
+        call("DELETE", "/v1/tenant/webhook")
         call("DELETE", "/v1/subjects/{subject_id}/consents", path={"subject_id": "oa-b"})
         call("DELETE", "/v1/subjects/{subject_id}", path={"subject_id": "oa-b"})
     assert set(routes) - checked == set(), "routes without a real call in this test"

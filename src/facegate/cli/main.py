@@ -28,9 +28,11 @@ from facegate.cli.eval_cmds import (
 from facegate.cli.operator_cmds import (
     cmd_audit_checkpoint,
     cmd_audit_verify,
+    cmd_keys_init_token,
     cmd_keys_renew_transform,
     cmd_keys_retire,
     cmd_keys_rotate,
+    cmd_keys_rotate_data_key,
     cmd_retention_run,
     cmd_serve,
     cmd_tenants_create,
@@ -210,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
         "retire", help="remove master-key versions no data key and no audit record uses"
     )
     k.set_defaults(func=cmd_keys_retire)
+    k = ksub.add_parser(
+        "init-token",
+        help="create the first master key inside the PKCS#11 token (FACEGATE_PKCS11_*)",
+    )
+    k.add_argument(
+        "--first-version", type=int, default=1, help="its version (above the key file's: migration)"
+    )
+    k.set_defaults(func=cmd_keys_init_token)
+    k = ksub.add_parser(
+        "rotate-data-key",
+        help="fresh data key for a tenant (all when none named); re-seals online, resumable",
+    )
+    k.add_argument("--tenant", help="tenant name or id (default: every tenant)")
+    k.add_argument("--batch", type=int, default=200, help="rows re-sealed per transaction")
+    k.set_defaults(func=cmd_keys_rotate_data_key)
 
     p = sub.add_parser("retention", help="data retention")
     rsub = p.add_subparsers(dest="what", required=True)

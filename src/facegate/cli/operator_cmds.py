@@ -124,6 +124,40 @@ def cmd_keys_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate_data_key(args: argparse.Namespace) -> int:
+    """A fresh data key for one tenant (or each in turn), re-sealed in batches while the
+    service runs; after a crash, the same command continues where it stopped."""
+    svc = _service()
+    if args.tenant:
+        tenant = svc.store.tenant_by_name(args.tenant) or svc.store.get_tenant(args.tenant)
+        if tenant is None:
+            raise NotFoundError("no such tenant", tenant=args.tenant)
+        tenants = [tenant]
+    else:
+        tenants = svc.store.list_tenants()
+    out = [svc.operations.rotate_data_key(t.id, args.batch) for t in tenants]
+    _print({"rotated": out})
+    return 0
+
+
+def cmd_keys_init_token(args: argparse.Namespace) -> int:
+    """The first master key, generated inside the PKCS#11 token (FACEGATE_PKCS11_*): nothing
+    else is opened, so it runs before the first ``serve``. A token that already holds facegate
+    keys is left as it is."""
+    from facegate.protection.pkcs11_ring import init_token, open_pkcs11_ring
+
+    settings = Settings.from_env()
+    if settings.pkcs11_module is None:
+        raise ConfigError(
+            "keys init-token needs FACEGATE_PKCS11_MODULE, FACEGATE_PKCS11_TOKEN and"
+            " FACEGATE_PKCS11_PIN_FILE (docs/keys.md)",
+            code="bad_setting",
+        )
+    ring = open_pkcs11_ring(settings.pkcs11_module, settings.pkcs11_token, settings.pkcs11_pin_file)
+    _print(init_token(ring, args.first_version))
+    return 0
+
+
 def cmd_retention_run(args: argparse.Namespace) -> int:
     _print({"retention": _service().run_retention()})
     return 0
@@ -135,14 +169,13 @@ def _audit_state(checkpoint: str | None = None) -> tuple[Any, dict[str, Any]]:
     Opens only the database and the key ring (no models)."""
     from facegate.errors import ProtectionError
     from facegate.protection.audit_keys import check_checkpoint, checkpoint_public_keys
-    from facegate.protection.crypto import load_keyring
-    from facegate.service.compose import open_store
+    from facegate.service.compose import open_master_keys, open_store
     from facegate.storage.audit import AuditHead, head_problems, verify_audit_chain
     from facegate.storage.audit_anchor import AuditAnchor, key_lookup, read_anchor
 
     settings = Settings.from_env()
     store, _ = open_store(settings)
-    ring = load_keyring(settings.key_file, settings.master_keys)
+    ring = open_master_keys(settings)
     records = store.audit_records()
     path = settings.audit_anchor_path
     problems: list[dict[str, Any]] = []

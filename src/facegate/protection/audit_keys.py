@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from facegate.errors import ProtectionError
-from facegate.protection.crypto import KeyRing, open_sealed, seal
+from facegate.protection.crypto import MasterKeys, open_sealed, seal
 from facegate.protection.tenant import TenantSecrets
 
 # Audit details that say how alike two faces are or which subjects share a face: sealed under
@@ -42,23 +42,24 @@ class AuditKey:
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()
 
 
-def _derive(ring: KeyRing, version: int, label: str) -> bytes:
-    label_bytes = f"facegate-audit-{label}-v1".encode()
-    return hmac.new(ring.key(version), label_bytes, hashlib.sha256).digest()
+def _derive(ring: MasterKeys, version: int, label: str) -> bytes:
+    """HMAC-SHA256 under the master key of ``version``, computed by the ring (inside the token
+    for a PKCS#11 ring): only this derived sub-key is ever in the process."""
+    return ring.derive(version, f"facegate-audit-{label}-v1".encode())
 
 
-def chain_key(ring: KeyRing, version: int | None = None) -> AuditKey:
+def chain_key(ring: MasterKeys, version: int | None = None) -> AuditKey:
     """The chain key of ``version`` (default: the current master key)."""
     v = ring.current if version is None else version
     return AuditKey(v, _derive(ring, v, "chain"))
 
 
-def _signing_key(ring: KeyRing, version: int | None = None) -> Ed25519PrivateKey:
+def _signing_key(ring: MasterKeys, version: int | None = None) -> Ed25519PrivateKey:
     v = ring.current if version is None else version
     return Ed25519PrivateKey.from_private_bytes(_derive(ring, v, "checkpoint"))
 
 
-def sign_checkpoint(ring: KeyRing, head: dict[str, Any]) -> dict[str, Any]:
+def sign_checkpoint(ring: MasterKeys, head: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint of the chain's head, signed with Ed25519: anyone holding ``public_key`` can
     check it, and only the holder of the master key can make one."""
     body = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
@@ -85,10 +86,10 @@ def check_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return head
 
 
-def checkpoint_public_keys(ring: KeyRing) -> set[str]:
+def checkpoint_public_keys(ring: MasterKeys) -> set[str]:
     """The public keys this ring signs checkpoints with (one per master-key version): a
     checkpoint signed by any other key vouches for nothing here."""
-    return {_signing_key(ring, v).public_key().public_bytes_raw().hex() for v in ring.keys}
+    return {_signing_key(ring, v).public_key().public_bytes_raw().hex() for v in ring.versions()}
 
 
 def _details_aad(tenant_id: str, subject_id: str | None, action: str) -> bytes:
@@ -114,10 +115,12 @@ def open_details(
         blob = base64.b64decode(sealed.encode(), validate=True)
     except ValueError as exc:
         raise ProtectionError("a protected value could not be opened") from exc
-    plain = open_sealed(
-        secrets.derived_key("audit-details"),
-        blob,
-        _details_aad(secrets.tenant_id, subject_id, action),
-    )
-    out: dict[str, Any] = json.loads(plain)
+    aad = _details_aad(secrets.tenant_id, subject_id, action)
+    keys = secrets.derived_keys("audit-details")  # mid-rotation: the previous key's too
+    for key in keys[:-1]:
+        try:
+            return dict(json.loads(open_sealed(key, blob, aad)))
+        except ProtectionError:
+            continue
+    out: dict[str, Any] = json.loads(open_sealed(keys[-1], blob, aad))
     return out

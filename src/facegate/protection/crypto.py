@@ -7,15 +7,23 @@
 Associated data binds a ciphertext to its row: a sealed template copied to another subject or
 tenant fails to open. Every failure to open raises the same ``ProtectionError`` (no oracle).
 Rotation re-wraps data keys under the newest master key; templates are not touched.
+
+The master keys come from one of two sources, both behind ``MasterKeys``: the key file (or
+FACEGATE_MASTER_KEYS), ``KeyRing`` here, the simple default; or a PKCS#11 token
+(``facegate.protection.pkcs11_ring``), where the master key never leaves the token
+(docs/keys.md says what each stops).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,9 +45,57 @@ def open_sealed(key: bytes, blob: bytes, aad: bytes) -> bytes:
         raise ProtectionError("a protected value could not be opened") from exc
 
 
+class MasterKeys(Protocol):
+    """A source of versioned master keys that wraps data keys and derives sub-keys without
+    handing out the master key itself (the PKCS#11 ring cannot). ``current`` wraps new data
+    keys; ``derive`` is HMAC-SHA256 under the master key of ``version`` (the audit chain and
+    checkpoint keys, the rate-limit bucket secret)."""
+
+    @property
+    def current(self) -> int: ...
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process can add and retire versions (not so for FACEGATE_MASTER_KEYS)."""
+        ...
+
+    def versions(self) -> list[int]: ...
+
+    def wrap(self, dek: bytes, tenant_id: str) -> tuple[int, bytes]: ...
+
+    def unwrap(self, version: int, wrapped: bytes, tenant_id: str) -> bytes: ...
+
+    def derive(self, version: int, info: bytes) -> bytes: ...
+
+    def add_version(self) -> int: ...
+
+    def retire(self, versions: list[int]) -> None: ...
+
+    def refresh(self) -> None: ...
+
+    def describe(self) -> dict[str, str]:
+        """Where the keys live, for operator output (never key material)."""
+        ...
+
+
+def dek_aad(tenant_id: str) -> bytes:
+    """A wrapped data key is bound to its tenant (both key sources use it)."""
+    return b"dek|" + tenant_id.encode()
+
+
+def unknown_version(version: int) -> UnavailableError:
+    return UnavailableError(
+        "a master key version this server does not hold is in use: give it the current"
+        " key file, FACEGATE_MASTER_KEYS or token, and restart",
+        code="master_key_unknown",
+        key_version=version,
+    )
+
+
 @dataclass
 class KeyRing:
-    """Master keys by version; ``current`` wraps new data keys."""
+    """Master keys by version from the key file or FACEGATE_MASTER_KEYS; ``current`` wraps new
+    data keys. Implements ``MasterKeys``."""
 
     keys: dict[int, bytes] = field(repr=False)  # master keys: never in a repr, log or traceback
     current: int
@@ -53,13 +109,25 @@ class KeyRing:
         if version not in self.keys:
             self.refresh()
         if version not in self.keys:
-            raise UnavailableError(
-                "a master key version this server does not hold is in use: give it the current"
-                " key file (or FACEGATE_MASTER_KEYS) and restart",
-                code="master_key_unknown",
-                key_version=version,
-            )
+            raise unknown_version(version)
         return self.keys[version]
+
+    @property
+    def writable(self) -> bool:
+        return self.path is not None
+
+    def versions(self) -> list[int]:
+        return sorted(self.keys)
+
+    def derive(self, version: int, info: bytes) -> bytes:
+        """HMAC-SHA256(master key, info): byte-identical to what the audit chain and the rate
+        limits derived before ``MasterKeys`` existed, so existing chains keep verifying."""
+        return hmac.new(self.key(version), info, hashlib.sha256).digest()
+
+    def describe(self) -> dict[str, str]:
+        if self.path is None:
+            return {"source": "FACEGATE_MASTER_KEYS"}
+        return {"source": "key file", "path": str(self.path)}
 
     def refresh(self) -> None:
         """Re-read a file-backed ring (keys are only ever added there, never changed)."""
@@ -71,10 +139,10 @@ class KeyRing:
         self.current = max(self.current, int(data["current"]))
 
     def wrap(self, dek: bytes, tenant_id: str) -> tuple[int, bytes]:
-        return self.current, seal(self.keys[self.current], dek, b"dek|" + tenant_id.encode())
+        return self.current, seal(self.keys[self.current], dek, dek_aad(tenant_id))
 
     def unwrap(self, version: int, wrapped: bytes, tenant_id: str) -> bytes:
-        return open_sealed(self.key(version), wrapped, b"dek|" + tenant_id.encode())
+        return open_sealed(self.key(version), wrapped, dek_aad(tenant_id))
 
     def add_version(self) -> int:
         """A new master key becomes current (file-backed key rings only)."""

@@ -1,5 +1,10 @@
 """A tenant's key material: its data key (wrapped by the master key) and its transform seed
-(sealed by the data key). Opened per request, held only in memory."""
+(sealed by the data key). Opened per request, held only in memory.
+
+The wrapped data key is a key set: the current 32-byte key, followed, only while a data-key
+rotation re-seals the tenant's rows (``facegate keys rotate-data-key``), by the previous one.
+New data is always sealed under the current key; rows not yet re-sealed open under the
+previous one, so every worker keeps working through the rotation."""
 
 from __future__ import annotations
 
@@ -10,8 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facegate.protection.crypto import KeyRing, open_sealed, seal
+from facegate.errors import ProtectionError
+from facegate.protection.crypto import MasterKeys, open_sealed, seal
 from facegate.protection.transform import protect
+
+DEK_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -20,11 +28,17 @@ class TenantSecrets:
     dek: bytes = field(repr=False)  # key material: never in a repr, log or traceback
     seed: bytes = field(repr=False)
     transform_version: int
+    previous: tuple[bytes, ...] = field(default=(), repr=False)  # during a rotation only
 
     def derived_key(self, label: str) -> bytes:
         """A key for one purpose (challenge tokens, capture links), derived from the data key:
         a token of one tenant is worthless in another, and nothing extra is stored."""
         return hmac.new(self.dek, f"facegate-{label}-key".encode(), hashlib.sha256).digest()
+
+    def derived_keys(self, label: str) -> list[bytes]:
+        """``derived_key`` of the current key, then (mid-rotation) of the previous one."""
+        info = f"facegate-{label}-key".encode()
+        return [hmac.new(k, info, hashlib.sha256).digest() for k in (self.dek, *self.previous)]
 
     def protect(self, embedding: np.ndarray) -> np.ndarray:
         return protect(embedding, self.seed, self.transform_version)
@@ -33,7 +47,16 @@ class TenantSecrets:
         return seal(self.dek, np.asarray(vector, "<f4").tobytes(), aad)
 
     def open_vector(self, blob: bytes, aad: bytes) -> np.ndarray:
-        return np.frombuffer(open_sealed(self.dek, blob, aad), dtype="<f4").copy()
+        return np.frombuffer(self.open(blob, aad), dtype="<f4").copy()
+
+    def open(self, blob: bytes, aad: bytes) -> bytes:
+        """Under the current key, else (mid-rotation) under the previous one."""
+        for key in (self.dek, *self.previous):
+            try:
+                return open_sealed(key, blob, aad)
+            except ProtectionError:
+                continue
+        raise ProtectionError("a protected value could not be opened")
 
 
 def template_aad(tenant_id: str, subject_id: str, template_id: str, space_id: str) -> bytes:
@@ -44,7 +67,7 @@ def seed_aad(tenant_id: str, version: int) -> bytes:
     return f"seed|{tenant_id}|{version}".encode()
 
 
-def new_tenant_material(ring: KeyRing, tenant_id: str) -> tuple[int, bytes, bytes]:
+def new_tenant_material(ring: MasterKeys, tenant_id: str) -> tuple[int, bytes, bytes]:
     """(kek_version, wrapped_dek, sealed_seed) for a new tenant, transform version 1."""
     dek = secrets.token_bytes(32)
     kek_version, wrapped = ring.wrap(dek, tenant_id)
@@ -53,13 +76,20 @@ def new_tenant_material(ring: KeyRing, tenant_id: str) -> tuple[int, bytes, byte
 
 
 def open_tenant(
-    ring: KeyRing,
+    ring: MasterKeys,
     tenant_id: str,
     kek_version: int,
     wrapped_dek: bytes,
     sealed_seed: bytes,
     transform_version: int,
 ) -> TenantSecrets:
-    dek = ring.unwrap(kek_version, wrapped_dek, tenant_id)
-    seed = open_sealed(dek, sealed_seed, seed_aad(tenant_id, transform_version))
-    return TenantSecrets(tenant_id, dek, seed, transform_version)
+    keys = split_keys(ring.unwrap(kek_version, wrapped_dek, tenant_id))
+    seed = open_sealed(keys[0], sealed_seed, seed_aad(tenant_id, transform_version))
+    return TenantSecrets(tenant_id, keys[0], seed, transform_version, tuple(keys[1:]))
+
+
+def split_keys(keyset: bytes) -> list[bytes]:
+    """The data keys of an unwrapped key set, current first."""
+    if not keyset or len(keyset) % DEK_BYTES:
+        raise ProtectionError("a protected value could not be opened")
+    return [keyset[i : i + DEK_BYTES] for i in range(0, len(keyset), DEK_BYTES)]

@@ -27,6 +27,8 @@ from facegate.service.matching import Matching
 from facegate.service.policy import CAPTURE_LINK_TTL_S, CONSENT_PURPOSE
 from facegate.service.probes import Probes
 from facegate.service.subjects import Subjects
+from facegate.service.tenants import embed_origin
+from facegate.service.webhooks import emit_capture_outcome
 from facegate.storage.base import CaptureLinkRow, TenantRow
 
 FLOWS = ("enroll", "verify")
@@ -156,6 +158,27 @@ class Capture:
         caller = Caller(tenant.id, f"capture:{p['id']}", frozenset({p["flow"]}))
         return caller, str(p["subject"]), str(p["flow"])
 
+    def embedding(self, token: str) -> tuple[list[str], str | None]:
+        """(origins allowed to frame the page of ``token``, its link id) for the page's own
+        headers. The signature must hold, so a forged token frames nowhere; an expired or
+        revoked link still may, so that its page can say so inside the relying party's frame.
+        ``([], None)`` for any token that is not ours."""
+        try:
+            tenant = self.ctx.store.get_tenant(str(peek_token(token).get("tenant")))
+            if tenant is None:
+                return [], None
+            p = open_token(self.capture_key(tenant), "facegate-capture", token)
+            link_id = str(p["id"])
+        except (ValueError, KeyError, TypeError, ProtectionError):
+            return [], None
+        origins = []
+        for value in tenant.settings.get("embed_origins") or []:
+            try:  # as checked when set; a value stored by other means is checked here too
+                origins.append(embed_origin(str(value)))
+            except InputError:
+                continue
+        return origins, link_id
+
     def open_with_options(
         self, token: str
     ) -> tuple[Caller, str, str, tuple[str, ...] | None, bool | None]:
@@ -193,12 +216,8 @@ class Capture:
 
     def decline(self, caller: Caller, subject_id: str) -> dict[str, Any]:
         self.ctx.audit(caller, "consent.decline", "ok", subject_id=subject_id)
-        self.ctx.store.record_capture_outcome(
-            caller.tenant_id,
-            link_id_of(caller),
-            "declined",
-            {"live": None, "match": None, "enrolled": False, "reasons": []},
-            self.ctx.now(),
+        self._record(
+            caller, "declined", {"live": None, "match": None, "enrolled": False, "reasons": []}
         )
         settings = self.ctx.tenant(caller.tenant_id).settings
         return {"non_face_alternative": settings["non_face_alternative"]}
@@ -254,7 +273,6 @@ class Capture:
         live session at once, and record the link's outcome for the relying party."""
         result = None
         codes = [r["code"] for r in reasons]
-        link_id = link_id_of(caller)
         try:
             if live and session_id:
                 probe = self.probes.from_session(caller, session_id, subject_id, (flow,))
@@ -271,9 +289,7 @@ class Capture:
                 "enrolled": False,
                 "reasons": [*codes, exc.code],
             }
-            self.ctx.store.record_capture_outcome(
-                caller.tenant_id, link_id, "failed", outcome, self.ctx.now()
-            )
+            self._record(caller, "failed", outcome)
             raise
         passed = live and result is not None and (flow == "enroll" or bool(result["match"]))
         outcome = {
@@ -282,10 +298,18 @@ class Capture:
             "enrolled": flow == "enroll" and result is not None,
             "reasons": codes,
         }
-        self.ctx.store.record_capture_outcome(
-            caller.tenant_id, link_id, "passed" if passed else "failed", outcome, self.ctx.now()
-        )
+        self._record(caller, "passed" if passed else "failed", outcome)
         return result
+
+    def _record(self, caller: Caller, status: str, outcome: dict[str, Any]) -> None:
+        """The link's outcome and its webhook event (if the tenant has one) in one transaction:
+        no outcome is recorded without its event, nor announced without being recorded."""
+        link_id = link_id_of(caller)
+        with self.ctx.store.tx():
+            self.ctx.store.record_capture_outcome(
+                caller.tenant_id, link_id, status, outcome, self.ctx.now()
+            )
+            emit_capture_outcome(self.ctx, caller.tenant_id, link_id, status, outcome)
 
     def link_status(self, caller: Caller, link_id: str) -> dict[str, Any]:
         """A link's state for the relying party's back end: pending, passed, failed, declined,

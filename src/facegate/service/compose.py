@@ -8,7 +8,7 @@ import logging
 from facegate.engine.pipeline import DEFAULT_EMBEDDER, FaceEngine
 from facegate.errors import ProtectionError
 from facegate.liveness.check import LivenessChecker
-from facegate.protection.crypto import load_keyring
+from facegate.protection.crypto import MasterKeys, load_keyring
 from facegate.service.facade import FaceService
 from facegate.service.index import DatabaseIndex, GalleryIndex, MemoryIndex
 from facegate.settings import Settings
@@ -46,10 +46,24 @@ def open_store(settings: Settings) -> tuple[Store, GalleryIndex]:
     return store, MemoryIndex(settings.index)
 
 
+def open_master_keys(settings: Settings) -> MasterKeys:
+    """The master keys: a PKCS#11 token when ``FACEGATE_PKCS11_MODULE`` is set (the key never
+    leaves it), else the key file or ``FACEGATE_MASTER_KEYS`` (docs/keys.md)."""
+    if settings.pkcs11_module is not None:
+        from facegate.protection.pkcs11_ring import open_pkcs11_ring
+
+        ring = open_pkcs11_ring(
+            settings.pkcs11_module, settings.pkcs11_token, settings.pkcs11_pin_file
+        )
+        ring.current  # noqa: B018 - refuse to start on an empty or unreachable token, not later
+        return ring
+    return load_keyring(settings.key_file, settings.master_keys)
+
+
 def open_service(settings: Settings) -> FaceService:
     """Everything a server or CLI process needs, loaded once."""
     store, index = open_store(settings)
-    ring = load_keyring(settings.key_file, settings.master_keys)
+    ring = open_master_keys(settings)
     store.audit_anchor = AuditAnchor(settings.audit_anchor_path, store, ring)
     engine = FaceEngine(
         embedder=settings.embedder or DEFAULT_EMBEDDER, num_threads=settings.num_threads
@@ -58,6 +72,7 @@ def open_service(settings: Settings) -> FaceService:
         LivenessChecker(engine, num_threads=settings.num_threads) if settings.liveness else None
     )
     try:
+        # FaceService is annotated with the file ring; any ``MasterKeys`` serves it
         return FaceService(store, ring, engine, checker, index)
     except ProtectionError:
         log.error("the master key does not open this data folder's tenant keys")

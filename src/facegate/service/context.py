@@ -19,7 +19,7 @@ from facegate.engine.pipeline import FaceEngine
 from facegate.errors import ConsentRequiredError, EvidenceError, NotFoundError
 from facegate.liveness.check import LivenessChecker
 from facegate.protection.audit_keys import SEALED_DETAIL_KEYS, chain_key, seal_details
-from facegate.protection.crypto import KeyRing
+from facegate.protection.crypto import MasterKeys
 from facegate.protection.tenant import TenantSecrets, open_tenant
 from facegate.service.gallery import Gallery
 from facegate.service.policy import CONSENT_PURPOSE
@@ -57,7 +57,7 @@ class Probe:
 @dataclass
 class ServiceContext:
     store: Store
-    ring: KeyRing = field(repr=False)
+    ring: MasterKeys = field(repr=False)
     engine: FaceEngine
     checker: LivenessChecker | None
     gallery: Gallery
@@ -66,6 +66,9 @@ class ServiceContext:
     # Called with (action, outcome, reason codes) for every audited event: the metrics count
     # them. Observers see codes only, never scores, subjects or keys.
     observers: list[Callable[[str, str, list[str]], None]] = field(default_factory=list)
+    # Called with (kind "image" or "video", the engine's {stage: ms}) after each analysis that
+    # found a face: the metrics' stage histograms and the trace's analysis span.
+    timers: list[Callable[[str, dict[str, float]], None]] = field(default_factory=list)
 
     def now(self) -> float:
         return self.clock()
@@ -73,6 +76,10 @@ class ServiceContext:
     @property
     def space_id(self) -> str:
         return self.engine.space_id
+
+    def timed(self, kind: str, timings_ms: dict[str, float]) -> None:
+        for observe in self.timers:
+            observe(kind, timings_ms)
 
     def tenant(self, tenant_id: str) -> TenantRow:
         row = self.store.get_tenant(tenant_id)

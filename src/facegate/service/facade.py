@@ -11,7 +11,7 @@ from facegate.engine.compare import load_calibration
 from facegate.engine.pipeline import FaceEngine
 from facegate.errors import UnavailableError
 from facegate.liveness.check import LivenessChecker
-from facegate.protection.crypto import KeyRing
+from facegate.protection.crypto import MasterKeys
 from facegate.protection.tenant import TenantSecrets
 from facegate.service.attempts import Attempts
 from facegate.service.capture import Capture
@@ -26,6 +26,7 @@ from facegate.service.probes import Probes
 from facegate.service.stream import StreamRun, StreamSessions
 from facegate.service.subjects import Subjects
 from facegate.service.tenants import Tenants
+from facegate.service.webhooks import Webhooks
 from facegate.storage.base import Store, TemplateRow, TenantRow
 
 
@@ -33,7 +34,7 @@ class FaceService:
     def __init__(
         self,
         store: Store,
-        ring: KeyRing,
+        ring: MasterKeys,
         engine: FaceEngine,
         checker: LivenessChecker | None = None,
         index: GalleryIndex | None = None,
@@ -57,6 +58,7 @@ class FaceService:
             self.ctx, self.subjects, self.liveness, self.probes, self.enrolment, self.matching
         )
         self.operations = Operations(self.ctx)
+        self.webhooks = Webhooks(self.ctx)
         gallery.rebuild()
 
     def _open_secrets(self, tenant: TenantRow) -> TenantSecrets:
@@ -72,7 +74,7 @@ class FaceService:
         return self.ctx.store
 
     @property
-    def ring(self) -> KeyRing:
+    def ring(self) -> MasterKeys:
         return self.ctx.ring
 
     @property
@@ -277,6 +279,28 @@ class FaceService:
 
     def capture_submit(self, token: str, challenge_token: str, video: bytes) -> dict[str, Any]:
         return self.capture.submit(token, challenge_token, video)
+
+    # -- webhooks (service/webhooks.py) ----------------------------------------------------------
+
+    def set_webhook(self, caller: Caller, url: str, events: list[str] | None) -> dict[str, Any]:
+        return self.webhooks.put(caller, url, events)
+
+    def webhook_view(self, caller: Caller) -> dict[str, Any]:
+        return self.webhooks.view(caller)
+
+    def delete_webhook(self, caller: Caller) -> dict[str, Any]:
+        return self.webhooks.delete(caller)
+
+    def rotate_webhook_secret(self, caller: Caller) -> dict[str, Any]:
+        return self.webhooks.rotate_secret(caller)
+
+    def webhook_deliveries(
+        self, caller: Caller, limit: int = 50, status: str | None = None
+    ) -> dict[str, Any]:
+        return self.webhooks.deliveries(caller, limit, status)
+
+    def redeliver_webhook(self, caller: Caller, event_id: str) -> dict[str, Any]:
+        return self.webhooks.redeliver(caller, event_id)
 
     # -- operator tasks --------------------------------------------------------------------------
 

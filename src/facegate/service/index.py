@@ -182,6 +182,14 @@ class MemoryIndex:
         gallery = self._galleries.get((tenant_id, space_id))
         return 0 if gallery is None else gallery.live_count
 
+    def sizes(self) -> dict[str, int]:
+        """Templates held per embedding space, all tenants together (``/metrics``)."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for (_, space), gallery in self._galleries.items():
+                out[space] = out.get(space, 0) + gallery.live_count
+            return out
+
     def needs_rebuild(self) -> bool:
         """HNSW galleries whose erased share passed 20%."""
         return any(

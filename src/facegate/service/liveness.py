@@ -134,6 +134,7 @@ class LivenessSessions:
             raise ChallengeUsedError("this challenge was already used")
         try:
             result = ctx.checker.check(video, challenge)
+            ctx.timed("video", result.timings_ms)
         except FacegateError:
             self.attempts.settle(caller, tenant, subject_id, challenge.id, ok=False)
             raise

@@ -6,12 +6,14 @@ import secrets
 import time
 from typing import Any
 
-from facegate.errors import ConfigError
+from facegate.errors import ConfigError, ConflictError, InputError
 from facegate.protection.crypto import seal
 from facegate.protection.tenant import TenantSecrets, seed_aad, template_aad
 from facegate.protection.transform import retransform
 from facegate.service.context import ServiceContext
+from facegate.service.data_keys import SETTLE_S, rotate_data_key
 from facegate.service.gallery import open_template
+from facegate.service.webhooks import reseal_config
 
 
 class Operations:
@@ -45,11 +47,12 @@ class Operations:
         return report
 
     def rotate_master_key(self) -> dict[str, Any]:
-        """Re-wrap every tenant's data key under the current master key (a new one when the key
-        ring is file-backed). Templates are untouched, so the service keeps running."""
+        """Re-wrap every tenant's data key under the current master key (a new one when the ring
+        can make one: the key file, a PKCS#11 token). Templates are untouched, so the service
+        keeps running. Run again after a crash: every data key is re-wrapped under the newest."""
         ctx = self.ctx
         ring = ctx.ring
-        new_version = ring.add_version() if ring.path is not None else ring.current
+        new_version = ring.add_version() if ring.writable else ring.current
         count = 0
         for tenant in ctx.store.list_tenants():
             dek = ring.unwrap(tenant.kek_version, tenant.wrapped_dek, tenant.id)
@@ -82,6 +85,13 @@ class Operations:
             ctx.store.lock_tenant(tenant_id)  # no enrolment of this tenant runs meanwhile
             tenant = ctx.tenant(tenant_id)
             old = ctx.secrets_of(tenant)
+            if old.previous:
+                raise ConflictError(
+                    "a data-key rotation of this tenant is under way: finish it first"
+                    " (facegate keys rotate-data-key)",
+                    code="rotation_in_progress",
+                )
+            dek_version = ctx.store.data_key_version(tenant_id)
             new_version = tenant.transform_version + 1
             new = TenantSecrets(
                 tenant_id, secrets.token_bytes(32), secrets.token_bytes(32), new_version
@@ -96,12 +106,10 @@ class Operations:
                 ctx.store.replace_template_vector(t.id, new.seal_vector(v, aad), new_version)
                 ctx.gallery.store_vector(t.id, v)
             ctx.store.retire_tenant_key(
-                tenant_id,
-                tenant.transform_version,
-                tenant.kek_version,
-                tenant.wrapped_dek,
-                time.time(),
+                tenant_id, dek_version, tenant.kek_version, tenant.wrapped_dek, time.time()
             )
+            ctx.store.set_data_key_version(tenant_id, dek_version + 1)
+            ctx.store.stamp_templates(tenant_id, dek_version + 1)
             kek_version, wrapped = ctx.ring.wrap(new.dek, tenant_id)
             ctx.store.update_tenant_keys(
                 tenant_id,
@@ -110,6 +118,7 @@ class Operations:
                 sealed_transform_seed=seal(new.dek, new.seed, seed_aad(tenant_id, new_version)),
                 transform_version=new_version,
             )
+            reseal_config(ctx, old, new)  # the webhook's URL and secret
             ctx.audit(
                 None,
                 "keys.renew_transform",
@@ -121,13 +130,23 @@ class Operations:
         ctx.gallery.rebuild()
         return {"tenant_id": tenant_id, "transform_version": new_version, "data_key": "renewed"}
 
+    def rotate_data_key(
+        self, tenant_id: str, batch: int = 200, settle_s: float = SETTLE_S
+    ) -> dict[str, Any]:
+        """A fresh data key for one tenant, its rows re-sealed online and resumably
+        (service/data_keys.py); the transform stays, so copies taken before still match."""
+        if batch < 1:
+            raise InputError("--batch must be at least 1", code="bad_input")
+        return rotate_data_key(self.ctx, tenant_id, batch, settle_s)
+
     def retire_master_keys(self) -> dict[str, Any]:
-        """Remove from the key file every master-key version nothing uses: no tenant's data key
-        (current or retired) is wrapped under it, no audit record's chain key is derived from it
-        (those records would stop verifying), and it is not the current one."""
+        """Remove from the key file (or destroy in the token) every master-key version nothing
+        uses: no tenant's data key (current or retired) is wrapped under it, no audit record's
+        chain key is derived from it (those records would stop verifying), and it is not the
+        current one."""
         ctx = self.ctx
         ring = ctx.ring
-        if ring.path is None:
+        if not ring.writable:
             raise ConfigError(
                 "master keys come from FACEGATE_MASTER_KEYS: remove old versions there",
                 code="keys_from_environment",
@@ -138,10 +157,10 @@ class Operations:
         chaining = ctx.store.audit_key_versions()
         kept = {
             v: reason
-            for v in sorted(ring.keys)
+            for v in ring.versions()
             if (reason := _still_used(v, ring.current, wrapping, chaining))
         }
-        removed = sorted(set(ring.keys) - set(kept))
+        removed = sorted(set(ring.versions()) - set(kept))
         if removed:
             ring.retire(removed)
             ctx.audit(

@@ -45,6 +45,9 @@ DEFAULT_TENANT_SETTINGS: dict[str, Any] = {
     "lockout_max_failures": 5,
     "lockout_window_s": 180,
     "lockout_duration_s": 1800,
+    # Origins (https://app.example) whose pages may frame the capture page and receive its
+    # outcome by postMessage (docs/embedding.md); none by default: no site can frame it.
+    "embed_origins": [],
 }
 
 # What any key of the tenant may read with GET /v1/tenant.
@@ -61,6 +64,7 @@ PUBLIC_SETTINGS = (
     "consent_text",
     "consent_text_version",
     "non_face_alternative",
+    "embed_origins",
 )
 
 # Settings whose change weakens a defence: their old and new values go into the audit record.
@@ -72,6 +76,7 @@ AUDITED_SETTINGS = (
     "allow_video_upload",
     "operating_point",
     "duplicate_policy",
+    "embed_origins",  # who may frame the capture page
 )
 
 

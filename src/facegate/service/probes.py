@@ -17,6 +17,7 @@ class Probes:
 
     def from_image(self, image: bytes) -> Probe:
         result = self.ctx.engine.analyse(image)
+        self.ctx.timed("image", result.timings_ms)
         return Probe(
             result.embedding.vector,
             result.embedding.space_id,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from facegate.errors import InputError, NotFoundError
 from facegate.protection.tenant import new_tenant_material
@@ -18,6 +21,58 @@ from facegate.service.policy import (
 )
 from facegate.storage.base import TenantRow
 from facegate.storage.sql import hash_secret
+
+MAX_EMBED_ORIGINS = 20
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def embed_origin(text: str) -> str:
+    """``text`` as the browser writes an origin (``https://app.example[:port]``: lower case, no
+    default port), or ``bad_embed_origin``. Exact origins only: no wildcard, path, query or user
+    name, since each one goes into the capture page's ``frame-ancestors`` and is the only place
+    its outcome is posted to. Plain http only on loopback (a camera needs a secure page)."""
+    bad = InputError(
+        f"{text[:200]!r} is not an origin: write scheme://host[:port], e.g. https://app.example",
+        code="bad_embed_origin",
+    )
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+        host = parts.hostname or ""
+    except ValueError:
+        raise bad from None
+    if (
+        not text.isascii()
+        or parts.scheme not in ("https", "http")
+        or f"{parts.scheme}://{parts.netloc}".lower() != text.lower()
+        or "@" in parts.netloc
+        or "%" in parts.netloc
+    ):
+        raise bad
+    if ":" in host:  # an IPv6 address, written in brackets
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise bad from None
+    elif not HOST_NAME.match(host):
+        raise bad
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise InputError(
+            "an embedding page needs https (http only on localhost/127.0.0.1/[::1])",
+            code="bad_embed_origin",
+        )
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def embed_origins(values: list[str]) -> list[str]:
+    """The tenant's ``embed_origins``, each checked by ``embed_origin``, without repeats."""
+    if len(values) > MAX_EMBED_ORIGINS:
+        raise InputError(f"at most {MAX_EMBED_ORIGINS} embedding origins", code="bad_embed_origin")
+    return list(dict.fromkeys(embed_origin(v) for v in values))
 
 
 class Tenants:
@@ -69,6 +124,8 @@ class Tenants:
 
     def update(self, caller: Caller, changes: dict[str, Any]) -> dict[str, Any]:
         t = self.ctx.tenant(caller.tenant_id)
+        if "embed_origins" in changes:
+            changes = {**changes, "embed_origins": embed_origins(changes["embed_origins"])}
         self.ctx.store.update_tenant_settings(t.id, {**t.settings, **changes})
         weakened = {
             k: {"from": t.settings.get(k), "to": v}

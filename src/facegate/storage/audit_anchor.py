@@ -25,29 +25,29 @@ from typing import Any
 
 from facegate.errors import ProtectionError
 from facegate.protection.audit_keys import AuditKey, chain_key
-from facegate.protection.crypto import KeyRing, load_keyring
+from facegate.protection.crypto import MasterKeys
 from facegate.storage.audit import AuditHead, verify_audit_chain
 
 log = logging.getLogger(__name__)
 
 
-def key_lookup(ring: KeyRing) -> Any:
+def key_lookup(ring: MasterKeys) -> Any:
     """Chain keys by master-key version; a version this process has not seen (another process
-    rotated the master key) reloads a file-backed ring once."""
+    rotated the master key) makes the ring re-read its file or token once."""
 
     def lookup(version: int) -> AuditKey:
-        if version not in ring.keys and ring.path is not None and ring.path.exists():
-            ring.keys.update(load_keyring(ring.path).keys)
+        if version not in ring.versions():
+            ring.refresh()
         return chain_key(ring, version)
 
     return lookup
 
 
-def _anchor_mac(ring: KeyRing, version: int, head: AuditHead, at: float) -> str:
+def _anchor_mac(ring: MasterKeys, version: int, head: AuditHead, at: float) -> str:
     return key_lookup(ring)(version).mac(f"anchor|{head.seq}|{head.hash}|{at!r}".encode())
 
 
-def read_anchor(path: Path, ring: KeyRing) -> AuditHead | None:
+def read_anchor(path: Path, ring: MasterKeys) -> AuditHead | None:
     """The anchored head, None when there is no anchor file; ``ProtectionError`` when the file
     was altered or cannot be read."""
     if not path.exists():
@@ -63,7 +63,7 @@ def read_anchor(path: Path, ring: KeyRing) -> AuditHead | None:
     return head
 
 
-def write_anchor(path: Path, head: AuditHead, ring: KeyRing) -> None:
+def write_anchor(path: Path, head: AuditHead, ring: MasterKeys) -> None:
     at = time.time()
     data = {
         "seq": head.seq,
@@ -86,7 +86,7 @@ class AuditAnchor:
     """Keeps the anchor file up with the log: told of each append (``note``), it advances the
     file from a background thread at most ``interval_s`` later, and once more at exit."""
 
-    def __init__(self, path: Path, store: Any, ring: KeyRing, interval_s: float = 2.0) -> None:
+    def __init__(self, path: Path, store: Any, ring: MasterKeys, interval_s: float = 2.0) -> None:
         self.path = path
         self.store = store
         self.ring = ring

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from facegate.storage.webhooks import DeliveryRow, ExpiredLink, WebhookRow
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,29 @@ class Store(Protocol):
 
     def audit_key_versions(self) -> set[int]: ...
 
+    # data-key versions and the rows sealed under each (tenant_keys.py; keys rotate-data-key)
+    def data_key_version(self, tenant_id: str) -> int: ...
+
+    def set_data_key_version(self, tenant_id: str, version: int) -> None: ...
+
+    def stamp_templates(self, tenant_id: str, version: int) -> None: ...
+
+    def templates_to_reseal(
+        self, tenant_id: str, below: int, after_seq: int, limit: int
+    ) -> list[TemplateRow]: ...
+
+    def reseal_template(self, template_id: str, old: bytes, new: bytes, version: int) -> bool: ...
+
+    def sessions_to_reseal(
+        self, tenant_id: str, below: int, after_id: str, limit: int
+    ) -> list[tuple[str, bytes]]: ...
+
+    def reseal_session(
+        self, tenant_id: str, session_id: str, old: bytes, new: bytes, version: int
+    ) -> bool: ...
+
+    def rows_below_data_key(self, tenant_id: str, below: int) -> dict[str, Any]: ...
+
     def add_api_key(self, tenant_id: str, roles: frozenset[str], label: str, now: float) -> str: ...
 
     def get_api_key(self, key_id: str) -> ApiKeyRow | None: ...
@@ -320,6 +346,52 @@ class Store(Protocol):
     def record_capture_outcome(
         self, tenant_id: str, link_id: str, outcome: str, result: dict[str, Any], now: float
     ) -> None: ...
+
+    # webhooks: each tenant's sealed endpoint and the outbox of events (webhooks.py)
+    def get_webhook(self, tenant_id: str) -> WebhookRow | None: ...
+
+    def put_webhook(self, row: WebhookRow) -> None: ...
+
+    def delete_webhook(self, tenant_id: str) -> bool: ...
+
+    def add_webhook_delivery(
+        self,
+        tenant_id: str,
+        event_id: str,
+        event_type: str,
+        payload: str,
+        now: float,
+        event_key: str | None = None,
+    ) -> bool: ...
+
+    def claim_webhook_deliveries(
+        self, now: float, lease_s: float, limit: int
+    ) -> list[DeliveryRow]: ...
+
+    def finish_webhook_attempt(
+        self,
+        row: DeliveryRow,
+        *,
+        status: str,
+        next_attempt_at: float,
+        status_code: int | None,
+        error: str | None,
+        now: float,
+    ) -> bool: ...
+
+    def webhook_deliveries(
+        self, tenant_id: str, limit: int, status: str | None = None
+    ) -> list[DeliveryRow]: ...
+
+    def get_webhook_delivery(self, tenant_id: str, event_id: str) -> DeliveryRow | None: ...
+
+    def redeliver_webhook(self, tenant_id: str, event_id: str, now: float) -> bool: ...
+
+    def prune_webhook_deliveries(self, before: float) -> int: ...
+
+    def unannounced_expired_links(self, before: float, limit: int) -> list[ExpiredLink]: ...
+
+    def mark_expiry_announced(self, tenant_id: str, link_id: str, now: float) -> bool: ...
 
     # attempts and locks (attempts.py)
     def begin_attempt(

@@ -188,6 +188,68 @@ SQLITE: list[str] = [
         PRIMARY KEY (tenant_id, version)
     );
     """,
+    # 9: signed webhooks: a tenant's endpoint (URL and signing secret sealed under its data key,
+    # never in clear), the outbox of events (written in the transaction that makes the event;
+    # claimed by one worker at a time with a lease), and whether a link's expiry was announced
+    """
+    CREATE TABLE webhooks (
+        tenant_id TEXT PRIMARY KEY,
+        sealed_config BLOB NOT NULL,
+        events TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        claimed_until REAL,
+        claim TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        delivered_at REAL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE UNIQUE INDEX webhook_deliveries_by_key ON webhook_deliveries (tenant_id, event_key);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_by_tenant ON webhook_deliveries (tenant_id, created_at);
+    ALTER TABLE capture_links ADD COLUMN expiry_announced_at REAL;
+    """,
+    # 10: data-key versions (facegate keys rotate-data-key): each tenant's current one (none
+    # listed: 1; each renewal so far made a fresh key, so existing tenants start at their
+    # transform version) and, on every template and liveness session, the version that sealed
+    # it, stamped on insert
+    """
+    CREATE TABLE tenant_dek_versions (
+        tenant_id TEXT PRIMARY KEY,
+        dek_version INTEGER NOT NULL
+    );
+    INSERT INTO tenant_dek_versions SELECT id, transform_version FROM tenants;
+    ALTER TABLE templates ADD COLUMN dek_version INTEGER;
+    UPDATE templates SET dek_version = transform_version;
+    ALTER TABLE liveness_sessions ADD COLUMN dek_version INTEGER;
+    UPDATE liveness_sessions SET dek_version = (SELECT dek_version FROM tenant_dek_versions v
+        WHERE v.tenant_id = liveness_sessions.tenant_id);
+    CREATE TRIGGER templates_dek_version AFTER INSERT ON templates WHEN NEW.dek_version IS NULL
+    BEGIN
+        UPDATE templates SET dek_version = COALESCE((SELECT dek_version FROM tenant_dek_versions
+            WHERE tenant_id = NEW.tenant_id), 1) WHERE seq = NEW.seq;
+    END;
+    CREATE TRIGGER liveness_sessions_dek_version AFTER INSERT ON liveness_sessions
+    WHEN NEW.dek_version IS NULL
+    BEGIN
+        UPDATE liveness_sessions SET dek_version = COALESCE((SELECT dek_version
+            FROM tenant_dek_versions WHERE tenant_id = NEW.tenant_id), 1)
+        WHERE tenant_id = NEW.tenant_id AND id = NEW.id;
+    END;
+    CREATE INDEX templates_by_dek_version ON templates (tenant_id, dek_version);
+    """,
 ]
 
 
@@ -329,5 +391,64 @@ POSTGRES: list[str] = [
         retired_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (tenant_id, version)
     );
+    """,
+    # 9: signed webhooks: a tenant's endpoint (URL and signing secret sealed under its data key,
+    # never in clear), the outbox of events (written in the transaction that makes the event;
+    # claimed by one worker at a time with a lease), and whether a link's expiry was announced
+    """
+    CREATE TABLE webhooks (
+        tenant_id TEXT PRIMARY KEY,
+        sealed_config BYTEA NOT NULL,
+        events TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        tenant_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        claimed_until DOUBLE PRECISION,
+        claim TEXT,
+        last_status_code INTEGER,
+        last_error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        delivered_at DOUBLE PRECISION,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE UNIQUE INDEX webhook_deliveries_by_key ON webhook_deliveries (tenant_id, event_key);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_by_tenant ON webhook_deliveries (tenant_id, created_at);
+    ALTER TABLE capture_links ADD COLUMN expiry_announced_at DOUBLE PRECISION;
+    """,
+    # 10: data-key versions and the version that sealed each row (as SQLite's migration 10)
+    """
+    CREATE TABLE tenant_dek_versions (
+        tenant_id TEXT PRIMARY KEY,
+        dek_version INTEGER NOT NULL
+    );
+    INSERT INTO tenant_dek_versions SELECT id, transform_version FROM tenants;
+    ALTER TABLE templates ADD COLUMN dek_version INTEGER;
+    UPDATE templates SET dek_version = transform_version;
+    ALTER TABLE liveness_sessions ADD COLUMN dek_version INTEGER;
+    UPDATE liveness_sessions SET dek_version = (SELECT dek_version FROM tenant_dek_versions v
+        WHERE v.tenant_id = liveness_sessions.tenant_id);
+    CREATE FUNCTION facegate_stamp_dek_version() RETURNS trigger AS $$
+    BEGIN
+        IF NEW.dek_version IS NULL THEN
+            NEW.dek_version := COALESCE((SELECT dek_version FROM tenant_dek_versions
+                WHERE tenant_id = NEW.tenant_id), 1);
+        END IF;
+        RETURN NEW;
+    END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER templates_dek_version BEFORE INSERT ON templates
+        FOR EACH ROW EXECUTE FUNCTION facegate_stamp_dek_version();
+    CREATE TRIGGER liveness_sessions_dek_version BEFORE INSERT ON liveness_sessions
+        FOR EACH ROW EXECUTE FUNCTION facegate_stamp_dek_version();
+    CREATE INDEX templates_by_dek_version ON templates (tenant_id, dek_version);
     """,
 ]

@@ -29,9 +29,17 @@ from facegate.storage.base import (
 from facegate.storage.idempotency import IdempotencyQueries
 from facegate.storage.sessions import SessionQueries
 from facegate.storage.tenant_keys import TenantKeyQueries
+from facegate.storage.webhooks import WebhookQueries
 
 
-class SQLStore(AuditLog, SessionQueries, AttemptQueries, IdempotencyQueries, TenantKeyQueries):
+class SQLStore(
+    AuditLog,
+    SessionQueries,
+    AttemptQueries,
+    IdempotencyQueries,
+    TenantKeyQueries,
+    WebhookQueries,
+):
     """Every query of the service, in SQL that SQLite and PostgreSQL both speak."""
 
     stores_protected_vectors = False  # True where the database itself indexes (pgvector)

@@ -18,10 +18,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette import formparsers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from facegate import __version__
 from facegate.errors import FacegateError, UnavailableError
@@ -29,12 +30,18 @@ from facegate.service import FaceService
 from facegate.service.compose import open_service
 from facegate.settings import Settings
 from facegate.storage.ratelimit import PostgresRateStore, RateStore, SQLiteRateStore
-from facegate.web import openapi
+from facegate.web import openapi, tracing
 from facegate.web.deps import Analyses
 from facegate.web.idempotency import Idempotency
 from facegate.web.logs import RequestLog
-from facegate.web.metrics import Metrics, metrics_endpoint, observe_event
-from facegate.web.middleware import AuthGate, BodyLimit, RateLimit, RateLimits, rate_secret
+from facegate.web.metrics import (
+    Metrics,
+    forget_this_worker,
+    metrics_endpoint,
+    observe_event,
+    observe_stages,
+)
+from facegate.web.middleware import RATE_SECRET_LABEL, AuthGate, BodyLimit, RateLimit, RateLimits
 from facegate.web.problems import (
     facegate_error_handler,
     http_error_handler,
@@ -43,19 +50,10 @@ from facegate.web.problems import (
     validation_error_handler,
 )
 from facegate.web.routers import capture, faces, health, liveness, stream, subjects, tenant
+from facegate.web.routers import webhooks as webhook_routes
+from facegate.web.webhook_loop import webhook_deliveries
 
-STATIC = Path(__file__).resolve().parent / "static"
-CAPTURE_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    # frame-ancestors 'none': no other site can frame the page (and trick a person into a
-    # capture under its own text); the camera for this origin only
-    "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; "
-    "img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
-}
+STATIC = Path(__file__).resolve().parent / "static"  # the capture page: routers/capture.py
 DESCRIPTION = (
     "Self-hosted face verification with liveness, duplicate search and protected templates. "
     "Authenticate with `Authorization: Bearer fg_<id>_<secret>` (or `X-API-Key`). Errors are "
@@ -92,12 +90,17 @@ def create_app(
         observers = getattr(getattr(svc, "ctx", None), "observers", None)
         if observers is not None and observe_event not in observers:
             observers.append(observe_event)
+        timers = getattr(getattr(svc, "ctx", None), "timers", None)
+        if timers is not None and observe_stages not in timers:
+            timers += [observe_stages, tracing.stage_times]
         return svc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        get_service()  # load the models and open the store before the first request
-        yield
+        svc = get_service()  # load the models and open the store before the first request
+        async with webhook_deliveries(svc, settings):  # this worker's delivery loop
+            yield
+        forget_this_worker()  # a clean stop: its live gauges leave PROMETHEUS_MULTIPROC_DIR
 
     # Swagger UI and ReDoc load their scripts from a public CDN on the API's own origin: off
     # unless FACEGATE_API_DOCS=1 (the OpenAPI document itself is always at /openapi.json).
@@ -107,6 +110,10 @@ def create_app(
         title="facegate",
         version=__version__,
         description=DESCRIPTION,
+        # FastAPI's own OpenTelemetry spans record the path (paths name subjects) and the query:
+        # off whatever provider is configured; FACEGATE_OTEL=1 traces with web/tracing.py instead
+        telemetry=tracing.FASTAPI_TELEMETRY_OFF,
+        servers=[{"url": settings.root_path}] if settings.root_path else None,
         **docs,  # type: ignore[arg-type]
     )
     app.state.get_service = get_service
@@ -137,21 +144,38 @@ def create_app(
     )
     app.add_middleware(RateLimit, limits=limits)  # before the body
     app.add_middleware(Metrics)  # every request is counted, refused ones too
+    if settings.otel:  # FACEGATE_OTEL=1: a span per request (web/tracing.py)
+        tracing.configure()
+        app.add_middleware(tracing.Tracing)
     app.add_middleware(RequestLog)  # outermost: an id and one log line for every request
+    if settings.root_path:
+        app.add_middleware(StripRootPath, root_path=settings.root_path)  # before any reads a path
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
-    for module in (health, tenant, subjects, faces, liveness, stream, capture):
+    for module in (health, tenant, webhook_routes, subjects, faces, liveness, stream, capture):
         app.include_router(module.router)
     openapi.install(app)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def capture_page() -> FileResponse:
-        """The capture page; strict CSP, never cached, no referrer (the link carries a token)."""
-        return FileResponse(STATIC / "index.html", headers=CAPTURE_PAGE_HEADERS)
-
     return app
+
+
+class StripRootPath:
+    """FACEGATE_ROOT_PATH: the prefix a reverse proxy serves facegate under. Routes and
+    middleware see paths without it, whether the proxy stripped it (nginx ``proxy_pass
+    http://facegate/;``) or not; capture links and OpenAPI's ``servers`` name it. The page's own
+    URLs are relative, so it needs nothing more."""
+
+    def __init__(self, app: ASGIApp, root_path: str) -> None:
+        self.app, self.root_path = app, root_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, raw, n = str(scope.get("path", "")), scope.get("raw_path"), len(self.root_path)
+        if scope["type"] in ("http", "websocket") and path.startswith(self.root_path + "/"):
+            scope = {**scope, "path": path[n:]}
+            if isinstance(raw, bytes) and raw.startswith(self.root_path.encode() + b"/"):
+                scope["raw_path"] = raw[n:]
+        await self.app(scope, receive, send)
 
 
 async def unavailable_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -168,4 +192,8 @@ def _bucket_secret(service: FaceService) -> bytes:
     """The key for hashing bucket names, from the service's master keys; plain SHA-256 where a
     test's stand-in service has none."""
     ring = getattr(service, "ring", None)
-    return rate_secret(ring.keys[min(ring.keys)]) if ring is not None else b""
+    if ring is None:
+        return b""
+    # the oldest version's derivation: byte-identical to HMAC(oldest key, label) for a key file,
+    # computed inside the token for a PKCS#11 ring (whose keys never leave it)
+    return ring.derive(min(ring.versions()), RATE_SECRET_LABEL)

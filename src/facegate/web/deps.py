@@ -27,6 +27,7 @@ from facegate.errors import (
 )
 from facegate.service import ROLES, Caller, FaceService
 from facegate.service.context import ENGINE_LOCK
+from facegate.web.metrics import running_analysis, waiting_for_engine
 from facegate.web.middleware import (
     ADDRESS_STATE,
     BUSY_RETRY_S,
@@ -34,6 +35,7 @@ from facegate.web.middleware import (
     RateLimits,
     retry_after,
 )
+from facegate.web.tracing import analysis_span
 
 T = TypeVar("T")
 
@@ -170,7 +172,7 @@ class Analyses:
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work()`` in a worker thread once a slot is free (503 ``busy`` after the wait)."""
-        with anyio.move_on_after(self.max_wait_s) as waiting:
+        with waiting_for_engine(), anyio.move_on_after(self.max_wait_s) as waiting:
             await self.slots.acquire()
         if waiting.cancelled_caught:
             raise UnavailableError(
@@ -180,7 +182,8 @@ class Analyses:
             )
 
         def locked() -> T:
-            with ENGINE_LOCK:  # streamed frames use the same models (service/stream.py)
+            # streamed frames use the same models (service/stream.py)
+            with ENGINE_LOCK, running_analysis(), analysis_span():
                 return work()
 
         try:

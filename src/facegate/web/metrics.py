@@ -1,20 +1,33 @@
 """Prometheus metrics at ``GET /metrics`` (prometheus-client): requests by route template and
-status, request latency, analyses waiting for the worker's engine, and the service's audited
-events (verifications by outcome, liveness verdicts by reason, locks, quarantines).
+status, request latency, the engine's stage times, analyses waiting for the worker's engine,
+the in-memory index's size, and the service's audited events (verifications by outcome,
+liveness verdicts by reason, locks, quarantines).
 
-Labels are route templates, statuses, actions and reason codes: never a subject, key, address
-or score. Each worker process counts its own requests; set ``PROMETHEUS_MULTIPROC_DIR`` (an empty
-folder, before start) and prometheus-client aggregates all workers' counts in every scrape.
+Labels are route templates, statuses, actions, reason codes, engine stage names and embedding
+space ids: never a subject, tenant, key, address or score.
+
+Several workers: set ``PROMETHEUS_MULTIPROC_DIR`` (an empty folder; empty it before each
+start) and every scrape aggregates all workers' files: counters and histograms are summed over
+every worker that ever wrote (a restarted worker's counts are kept); the gauges
+``facegate_requests_in_flight`` and ``facegate_analyses_waiting`` are summed over live workers
+(a worker that stops cleanly removes its gauge file). ``facegate_index_templates`` is not in
+those files: it is read at scrape time from the worker that answers, since every worker holds the
+same index (kept in step through the template log; a worker may lag by the templates of the
+last moments).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -22,6 +35,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,7 +51,9 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 IN_FLIGHT = Gauge(
-    "facegate_requests_in_flight", "requests being answered by this worker", multiprocess_mode="sum"
+    "facegate_requests_in_flight",
+    "requests being answered (all live workers)",
+    multiprocess_mode="livesum",
 )
 EVENTS = Counter(
     "facegate_events_total",
@@ -46,6 +63,26 @@ EVENTS = Counter(
 LIVENESS_REASONS = Counter(
     "facegate_liveness_reasons_total", "reasons of liveness verdicts that were not live", ["reason"]
 )
+STAGES = Histogram(
+    "facegate_engine_stage_seconds",
+    "engine time per stage of each analysis that found a face: kind image (decode, detect,"
+    " landmarks, align, quality, embed) or video (decode, detect, mesh, iris_pose_mouth,"
+    " chips_colours, judge_and_identity, total: summed over the video's frames)",
+    ["kind", "stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ANALYSES_WAITING = Gauge(
+    "facegate_analyses_waiting",
+    "requests waiting for their worker's engine (one analysis at a time per worker)",
+    multiprocess_mode="livesum",
+)
+ANALYSIS = Histogram(
+    "facegate_analysis_seconds",
+    "an analysis's wait for the worker's engine (phase wait) and its run (phase run)",
+    ["phase"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # engine stage names: code, never data
 
 
 def observe_event(action: str, outcome: str, reasons: list[str]) -> None:
@@ -54,6 +91,88 @@ def observe_event(action: str, outcome: str, reasons: list[str]) -> None:
     if action.startswith("liveness") and outcome != "live":
         for code in reasons:
             LIVENESS_REASONS.labels(code).inc()
+
+
+def observe_stages(kind: str, timings_ms: dict[str, float]) -> None:
+    """The service's stage-time observer (``ServiceContext.timers``): the engine's own timings
+    of one analysis (``FaceResult.timings_ms``, ``LivenessResult.timings_ms``)."""
+    if not _LABEL.match(kind):
+        return
+    for stage, ms in timings_ms.items():
+        if _LABEL.match(stage) and ms >= 0:
+            STAGES.labels(kind, stage).observe(ms / 1000)
+
+
+@contextmanager
+def waiting_for_engine() -> Iterator[None]:
+    """Around the wait for a worker's analysis slot: the queue depth and the wait's length."""
+    started = time.perf_counter()
+    ANALYSES_WAITING.inc()
+    try:
+        yield
+    finally:
+        ANALYSES_WAITING.dec()
+        ANALYSIS.labels("wait").observe(time.perf_counter() - started)
+
+
+@contextmanager
+def running_analysis() -> Iterator[None]:
+    """Around one analysis in the worker's engine thread."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        ANALYSIS.labels("run").observe(time.perf_counter() - started)
+
+
+class IndexSizes(Collector):
+    """``facegate_index_templates``: templates in the worker's in-memory 1:N index per
+    embedding space, all tenants together, read when scraped. A database-side index (pgvector,
+    ``FACEGATE_INDEX=pgvector-unsealed``) is the database's own: count it there."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def collect(self) -> Iterable[Metric]:
+        index = getattr(getattr(getattr(self.service, "ctx", None), "gallery", None), "index", None)
+        sizes = getattr(index, "sizes", None)
+        if sizes is None:
+            return []
+        family = GaugeMetricFamily(
+            "facegate_index_templates",
+            "templates in this worker's in-memory 1:N index, per embedding space",
+            labels=["space"],
+        )
+        for space, count in sorted(sizes().items()):
+            family.add_metric([space], count)
+        return [family]
+
+
+class _Scrape(Collector):
+    """What one scrape shows: the process's (or all workers') metrics, then the index."""
+
+    def __init__(self, *sources: Collector) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        for source in self.sources:
+            yield from source.collect()
+
+
+def render(service: Any = None) -> bytes:
+    """Prometheus text; all workers' files when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    base: Collector = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        workers = CollectorRegistry()
+        multiprocess.MultiProcessCollector(workers)
+        base = workers
+    return generate_latest(_Scrape(base, IndexSizes(service)))
+
+
+def forget_this_worker() -> None:
+    """At a clean stop: drop this worker's live gauges from the shared folder."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
 
 
 class Metrics:
@@ -86,10 +205,6 @@ class Metrics:
 
 
 def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text; all workers' counts when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
-    registry: Any = None
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    body = generate_latest(registry) if registry is not None else generate_latest()
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    """``GET /metrics``; never loads the service (the index is shown once it is open)."""
+    opened = getattr(request.app.state, "opened_service", None)
+    return Response(render(opened() if opened else None), media_type=CONTENT_TYPE_LATEST)

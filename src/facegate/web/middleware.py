@@ -12,8 +12,6 @@ dependencies in ``facegate.web.deps`` once they know who is calling.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import logging
 import threading
@@ -251,10 +249,9 @@ def client_address(scope: Scope, proxies: Networks = ()) -> str:
     return hops[0] if hops else peer
 
 
-def rate_secret(key: bytes) -> bytes:
-    """The bucket-key secret, derived from the oldest master key so that it stays the same
-    across rotations and on every machine that shares the keys."""
-    return hmac.new(key, b"facegate rate-limit buckets v1", hashlib.sha256).digest()
+# The bucket-key secret is derived (HMAC-SHA256) from the oldest master key under this label, so
+# that it stays the same across rotations and on every machine that shares the keys.
+RATE_SECRET_LABEL = b"facegate rate-limit buckets v1"
 
 
 class RateLimits:

@@ -1,11 +1,16 @@
-"""The capture page's API: a short-lived capture link stands in for an API key in the person's
-browser, scoped to one subject and one flow (enrol or verify)."""
+"""The capture page and its API: a short-lived capture link stands in for an API key in the
+person's browser, scoped to one subject and one flow (enrol or verify). The page may be framed
+only by the origins its tenant lists in ``embed_origins`` (docs/embedding.md); ``embed.js`` is
+the relying party's side of that frame."""
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import File, Form, UploadFile
+from fastapi import File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
 
 from facegate.web.deps import (
     AnalysesDep,
@@ -31,6 +36,66 @@ from facegate.web.schemas import (
 
 router = Router(tags=["capture"], responses=problem_responses(401))
 
+STATIC = Path(__file__).resolve().parents[1] / "static"
+PAGE = (STATIC / "index.html").read_text(encoding="utf-8")
+EMBED_JS = (STATIC / "embed.js").read_bytes()  # fixed bytes: a relying party may pin its hash
+EMBED_MARK = '<meta name="facegate-embed" content="">'
+assert EMBED_MARK in PAGE
+
+
+def page_headers(origins: list[str]) -> dict[str, str]:
+    """The page's headers. ``frame-ancestors`` names exactly the tenant's embedding origins,
+    or 'none' (with ``X-Frame-Options: DENY`` for browsers without CSP 2), so that no other
+    site can frame the page and trick a person into a capture under its own text. The camera
+    is this origin's only, and a frame's only where its embedder delegates it (allow="camera")."""
+    ancestors = " ".join(origins) if origins else "'none'"
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; "
+        "img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+        f"frame-ancestors {ancestors}; base-uri 'none'; form-action 'self'",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
+    }
+    if not origins:
+        headers["X-Frame-Options"] = "DENY"
+    return headers
+
+
+@router.get("/", include_in_schema=False)
+def capture_page(request: Request, svc: ServiceDep) -> HTMLResponse:
+    """The capture page for ``?t=<capture token>``; strict CSP, never cached, no referrer (the
+    link carries a token). ``&origin=`` is the embedding page's origin (embed.js sends it): when
+    the link's tenant allows it, the page posts its outcome there, and nowhere else."""
+    token = request.query_params.get("t", "")
+    origins, link_id = svc.capture.embedding(token) if token else ([], None)
+    origin = request.query_params.get("origin", "")
+    page = PAGE
+    if link_id is not None and origin in origins:
+        page = PAGE.replace(
+            EMBED_MARK,
+            f'<meta name="facegate-embed" content="" data-origin="{html.escape(origin)}"'
+            f' data-link="{html.escape(link_id)}">',
+        )
+    return HTMLResponse(page, headers=page_headers(origins))
+
+
+@router.get("/capture/embed.js", include_in_schema=False)
+def embed_script() -> Response:
+    """The relying party's script (docs/embedding.md). Readable from any origin (CORS), so that
+    a page can load it with ``integrity=`` and ``crossorigin="anonymous"``."""
+    return Response(
+        EMBED_JS,
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Access-Control-Allow-Origin": "*",
+            "Cross-Origin-Resource-Policy": "cross-origin",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "public, max-age=300",
+        },
+    )
+
 
 @router.post(
     "/v1/capture-links",
@@ -38,13 +103,17 @@ router = Router(tags=["capture"], responses=problem_responses(401))
     response_model=CaptureLink,
     responses=problem_responses(400, 403, 404, 429),
 )
-def capture_link(caller: CapturerDep, svc: ServiceDep, body: CaptureLinkCreate) -> dict[str, Any]:
+def capture_link(
+    request: Request, caller: CapturerDep, svc: ServiceDep, body: CaptureLinkCreate
+) -> dict[str, Any]:
     """A short-lived link to the capture page for one subject and one flow. ``actions`` and
-    ``flash: false`` fix its check: evaluation tenants only (``allow_chosen_actions``)."""
+    ``flash: false`` fix its check: evaluation tenants only (``allow_chosen_actions``). Its
+    ``url`` is relative to this host, under FACEGATE_ROOT_PATH behind a proxy."""
     actions = None if body.actions is None else tuple(body.actions)
-    return svc.new_capture_link(
+    link = svc.new_capture_link(
         caller, body.subject_id, body.flow, body.ttl_s, actions=actions, flash=body.flash
     )
+    return {**link, "url": request.app.state.settings.root_path + link["url"]}
 
 
 @router.get(

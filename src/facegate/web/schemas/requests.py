@@ -7,6 +7,8 @@ Patterns and bounds are the API's first line of input checking: a body outside t
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # No id made only of dots or starting with one: clients normalise "." and ".." path segments,
@@ -98,3 +100,13 @@ class TenantUpdate(BaseModel):
     consent_text: str | None = Field(default=None, max_length=5000)
     consent_text_version: str | None = Field(default=None, max_length=40)
     non_face_alternative: str | None = Field(default=None, max_length=2000)
+    embed_origins: (
+        list[Annotated[str, Field(max_length=200, pattern=r"^https?://[^\s/?#@*]+$")]] | None
+    ) = Field(
+        default=None,
+        max_length=20,
+        description="origins (scheme://host[:port], https except on loopback) whose pages may "
+        "frame the capture page and receive its outcome (docs/embedding.md); [] (the default): "
+        "none. Audited",
+        examples=[["https://app.example"]],
+    )

@@ -52,6 +52,9 @@ class Tenant(Out):
     consent_text: str
     consent_text_version: str
     non_face_alternative: str
+    embed_origins: list[str] = Field(
+        description="origins allowed to frame the capture page (docs/embedding.md)"
+    )
 
 
 class QuarantinedTemplate(Out):

@@ -2,12 +2,15 @@
 // One attempt at a time: every button runs through `guard`, which ignores clicks while any
 // action runs. Nothing of the face is kept: frames go out one at a time and the camera is
 // stopped as soon as the check ends. Words come from i18n/<lang>.json; failures are explained
-// from the one table in reasons.js.
+// from the one table in reasons.js. Framed by a relying party's page (embed.js), the outcome
+// is posted to that page's origin, which the server checked against the tenant's list.
 import { load, pickLanguage, setText } from "./i18n.js";
 import { entry, explain } from "./reasons.js";
 import { StreamSession } from "./stream.js";
 
 const token = new URLSearchParams(location.search).get("t") || "";
+const ROOT = new URL("../", import.meta.url); // the service's root, under any path prefix
+const EMBED = document.querySelector('meta[name="facegate-embed"]').dataset; // origin, link
 const $ = (id) => document.getElementById(id);
 const SCREENS = ["loading", "error", "consent", "declined", "noflash", "camera", "record", "deciding", "result"];
 const COUNTDOWN_S = 3;
@@ -41,13 +44,26 @@ function on(id, fn) {
 }
 
 async function api(path, method = "GET") {
-  const res = await fetch(path, { method, headers: { "X-Capture-Token": token } });
+  const res = await fetch(new URL(path, ROOT), { method, headers: { "X-Capture-Token": token } });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw Object.assign(new Error(body.code || "unknown"), { code: body.code || "unknown" });
   return body;
 }
 
+// The outcome for the embedding page: the link, its flow, a status and reason codes, nothing
+// of the face and no score. Only to the origin the server approved ("*" never), and only when
+// framed: a hint for the page's UI; the relying party's server asks GET /v1/capture-links/{id}.
+function report(status, reasons = []) {
+  if (!EMBED.origin || window.parent === window) return;
+  const message = {
+    type: "facegate:capture", version: 1, link_id: EMBED.link, flow: info ? info.flow : null,
+    status, reasons: reasons.map((r) => String(r.code || r)).slice(0, 8),
+  };
+  window.parent.postMessage(message, EMBED.origin);
+}
+
 function fail(code) {
+  report("error", [code]);
   setText($("error-text"), "reason." + entry(code).msg);
   setText($("error-todo"), "reason." + entry(code).msg + ".todo");
   $("error-text").dataset.code = code;
@@ -58,17 +74,29 @@ function alternative() {
   return info ? info.non_face_alternative : "";
 }
 
+// The chosen language, where storage may be used: a browser that blocks third-party storage
+// throws on localStorage inside a relying party's frame, and the page must still work.
+function stored(key, value) {
+  try {
+    if (value === undefined) return localStorage.getItem(key);
+    localStorage.setItem(key, value);
+  } catch {
+    // no storage here: the browser's language is used
+  }
+  return null;
+}
+
 async function start() {
-  const saved = localStorage.getItem("facegate.lang");
+  const saved = stored("facegate.lang");
   await load(saved || pickLanguage(navigator.languages || [navigator.language]));
   $("lang").value = document.documentElement.lang;
   $("lang").addEventListener("change", async () => {
-    localStorage.setItem("facegate.lang", $("lang").value);
+    stored("facegate.lang", $("lang").value);
     await load($("lang").value);
   });
   if (!token) return fail("invalid_capture_token");
   try {
-    info = await api("/v1/capture/info");
+    info = await api("v1/capture/info");
   } catch (e) {
     return fail(e.code);
   }
@@ -93,7 +121,7 @@ function toCamera() {
 
 on("btn-agree", async () => {
   try {
-    await api("/v1/capture/consent", "POST");
+    await api("v1/capture/consent", "POST");
   } catch (e) {
     return fail(e.code);
   }
@@ -102,12 +130,13 @@ on("btn-agree", async () => {
 
 on("btn-decline", async () => {
   try {
-    const r = await api("/v1/capture/decline", "POST");
+    const r = await api("v1/capture/decline", "POST");
     $("alternative-text").textContent = r.non_face_alternative;
   } catch {
     // the alternative from /info is already there
   }
   show("declined");
+  report("declined");
 });
 
 on("btn-noflash", async () => {
@@ -271,6 +300,7 @@ function showVerdict(v, mine) {
     $("failure").hidden = true;
     $("btn-retry").hidden = true;
     show("result");
+    report("passed");
     return;
   }
   const reasons = v.live ? [{ code: "no_match" }] : v.reasons || [];
@@ -314,6 +344,7 @@ function showFailure(reasons, mine, missing, verdict = null) {
   $("btn-retry").hidden = !retry;
   $("failure").hidden = false;
   show("result");
+  report(verdict ? "failed" : "error", reasons);
 }
 
 function whereKey(item, mine) {

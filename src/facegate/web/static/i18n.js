@@ -49,7 +49,8 @@ function render(root) {
 }
 
 export async function load(lang) {
-  const res = await fetch(`/static/i18n/${lang}.json`, { cache: "no-cache" });
+  // next to this script: works under any path prefix
+  const res = await fetch(new URL(`i18n/${lang}.json`, import.meta.url), { cache: "no-cache" });
   if (!res.ok) throw new Error("messages " + lang);
   messages = await res.json();
   current = lang;

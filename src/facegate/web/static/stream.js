@@ -10,6 +10,17 @@ const TAIL_MS = 300;
 const MIN_GAP_MS = 40; // the server refuses frames closer than 25 ms
 const MAX_BUFFERED = 1 << 20;
 
+// The JPEG of a frame, encoded now, behind 8 bytes left for its capture time. Not toBlob:
+// Chromium encodes a toBlob in an idle period, and a busy page, or a relying party's frame,
+// may get none for a second (the encoding is then forced after 1 s); the server rightly reads
+// a frame sent that late as a paused stream. A 480 px JPEG takes a few ms here.
+function frameBytes(dataUrl) {
+  const text = atob(dataUrl.slice(dataUrl.indexOf(",") + 1));
+  const buf = new Uint8Array(8 + text.length);
+  for (let i = 0; i < text.length; i++) buf[8 + i] = text.charCodeAt(i);
+  return buf;
+}
+
 export class StreamSession {
   constructor(video, token, handlers) {
     this.video = video;
@@ -24,8 +35,9 @@ export class StreamSession {
 
   run() {
     return new Promise((resolve) => {
-      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(`${scheme}//${location.host}/v1/liveness/stream`);
+      const url = new URL("../v1/liveness/stream", import.meta.url); // under any path prefix
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      const ws = new WebSocket(url.href);
       ws.binaryType = "arraybuffer";
       this.ws = ws;
       let settled = false;
@@ -74,31 +86,21 @@ export class StreamSession {
     const tctx = thumb.getContext("2d", { willReadFrequently: true });
     const interval = 1000 / (ready.fps || 15);
     const t0 = performance.now();
-    let k = 0, encoding = false, previous = null;
+    let k = 0, previous = null;
     const tick = () => {
       if (this.stopped) return;
       const now = performance.now();
       const ws = this.ws;
-      if (!encoding && ws.bufferedAmount < MAX_BUFFERED && (this.last === null || now - this.last >= MIN_GAP_MS)) {
-        encoding = true;
+      if (ws.readyState === WebSocket.OPEN && ws.bufferedAmount < MAX_BUFFERED && (this.last === null || now - this.last >= MIN_GAP_MS)) {
         ctx.drawImage(v, 0, 0, canvas.width, canvas.height);
         const stamp = performance.now();
         this.last = stamp;
         if (k % 5 === 0) previous = this.localHint(tctx, canvas, previous);
-        canvas.toBlob(async (blob) => {
-          if (blob && !this.stopped && ws.readyState === WebSocket.OPEN) {
-            const jpeg = new Uint8Array(await blob.arrayBuffer());
-            const buf = new Uint8Array(8 + jpeg.byteLength);
-            new DataView(buf.buffer).setFloat64(0, stamp, true);
-            buf.set(jpeg, 8);
-            if (!this.stopped) {
-              ws.send(buf);
-              this.bytes += buf.byteLength;
-              this.frames += 1;
-            }
-          }
-          encoding = false;
-        }, "image/jpeg", QUALITY);
+        const buf = frameBytes(canvas.toDataURL("image/jpeg", QUALITY));
+        new DataView(buf.buffer).setFloat64(0, stamp, true);
+        ws.send(buf);
+        this.bytes += buf.byteLength;
+        this.frames += 1;
       }
       k += 1;
       this.timer = setTimeout(tick, Math.max(0, t0 + k * interval - performance.now()));
