@@ -7,7 +7,8 @@ nginx runs unprivileged on loopback high ports with a temporary prefix; the only
 shipped file are the listen ports, the certificate paths and facegate's port, each checked to
 occur exactly once. Checked over HTTPS, with the certificate as the only CA: readiness, HSTS, an
 enrol and a verify, /metrics kept private, the liveness WebSocket, plain HTTP redirected, and
-the per-address rate limit counting the address nginx saw, not one a client wrote itself.
+the per-address rate limit counting the address nginx saw, not one a client wrote itself. The
+doc's path-prefix variant (two changed lines and FACEGATE_ROOT_PATH) is run too.
 """
 
 from __future__ import annotations
@@ -120,8 +121,23 @@ def test_body_limit_matches_the_service() -> None:
     assert m and int(m.group(1)) << 20 > Settings(Path("."), Path(".")).max_body_bytes
 
 
-@pytest.fixture(scope="module")
-def proxy(engine, tmp_path_factory) -> Iterator[Proxy]:
+PREFIX = "/facegate"
+
+
+def prefixed(conf: str) -> str:
+    """The doc's two-line change for serving facegate under ``PREFIX``: the location, and a
+    ``proxy_pass`` with a trailing slash, so that nginx strips the prefix."""
+    swaps = {
+        "location / {": f"location {PREFIX}/ {{",
+        "proxy_pass http://127.0.0.1:8000;": "proxy_pass http://127.0.0.1:8000/;",
+    }
+    for old, new in swaps.items():
+        assert conf.count(old) == 1, old
+        conf = conf.replace(old, new)
+    return conf
+
+
+def start_proxy(engine, tmp_path_factory, *, root_path: str = "") -> Iterator[Proxy]:
     nginx = nginx_binary()
     if not shutil.which("openssl"):
         missing_resource("the openssl command is missing (Debian package openssl)")
@@ -136,16 +152,17 @@ def proxy(engine, tmp_path_factory) -> Iterator[Proxy]:
         tmp_path_factory.mktemp("behind-nginx"),
         trusted_proxies="127.0.0.1",
         address_rate_per_minute=ADDRESS_RATE,
+        root_path=root_path,
     )
     http_port, https_port = free_port(), free_port()
     upstream = server.url.rsplit(":", 1)[1]
-    conf = CONF.read_text()
+    conf = CONF.read_text() if not root_path else prefixed(CONF.read_text())
     for old, new in {
         "listen 80;": f"listen 127.0.0.1:{http_port};",
         "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
         f"/etc/ssl/certs/{HOST}.pem": str(cert),
         f"/etc/ssl/private/{HOST}.key": str(key),
-        "http://127.0.0.1:8000;": f"http://127.0.0.1:{upstream};",
+        "http://127.0.0.1:8000": f"http://127.0.0.1:{upstream}",
     }.items():
         assert conf.count(old) == 1, old
         conf = conf.replace(old, new)
@@ -174,7 +191,7 @@ def proxy(engine, tmp_path_factory) -> Iterator[Proxy]:
     while True:
         try:
             with p.client() as c:
-                p.get(c, "/healthz")
+                p.get(c, root_path + "/healthz")
             break
         except httpx.TransportError:
             if proc.poll() is not None or time.time() > deadline:
@@ -188,6 +205,16 @@ def proxy(engine, tmp_path_factory) -> Iterator[Proxy]:
     proc.terminate()
     proc.wait(timeout=10)
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def proxy(engine, tmp_path_factory) -> Iterator[Proxy]:
+    yield from start_proxy(engine, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def prefixed_proxy(engine, tmp_path_factory) -> Iterator[Proxy]:
+    yield from start_proxy(engine, tmp_path_factory, root_path=PREFIX)
 
 
 def test_https_ready_with_hsts_and_private_metrics(proxy: Proxy) -> None:
@@ -251,3 +278,31 @@ def test_rate_limit_counts_the_address_nginx_saw(proxy: Proxy) -> None:
         assert time.time() < deadline, log
         time.sleep(0.05)
     assert "127.0.0.2 - -" in log
+
+
+def test_under_a_path_prefix(prefixed_proxy: Proxy) -> None:
+    """The doc's prefix variant: the capture link's address carries the prefix, the page and
+    its scripts load from under it, the API answers there, and so does the WebSocket."""
+    p, key = prefixed_proxy, prefixed_proxy.facegate.admin_key
+    consenting_subject(p.facegate.client(), "prefixed-subject")
+    with p.client(key=key) as c:
+        assert p.get(c, PREFIX + "/readyz").status_code == 200
+        assert p.get(c, "/readyz").status_code == 404  # nothing outside the prefix
+        link = p.post(c, PREFIX + "/v1/capture-links",
+                      json={"subject_id": "prefixed-subject", "flow": "verify"})  # fmt: skip
+        assert link.status_code == 201, link.text
+        url = link.json()["url"]
+        assert url.startswith(PREFIX + "/"), url
+    with p.client() as c:
+        page = p.get(c, url)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        scripts = re.findall(r'src="([^"]+\.js)"', page.text)
+        assert scripts and all(not s.startswith("/") for s in scripts), scripts  # relative
+        for script in scripts:
+            assert p.get(c, f"{PREFIX}/{script}").status_code == 200, script
+    wss = p.https.replace("https://", "wss://") + PREFIX + "/v1/liveness/stream"
+    with connect(wss, ssl=p.ca, server_hostname=HOST, open_timeout=20) as ws:
+        ws.send(json.dumps({"type": "start", "key": "fg_nope_nope", "subject_id": "x",
+                            "purpose": "verify"}))  # fmt: skip
+        msg = json.loads(ws.recv(timeout=20))
+    assert (msg["type"], msg["code"]) == ("error", "unauthenticated")

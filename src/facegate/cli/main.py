@@ -28,6 +28,7 @@ from facegate.cli.eval_cmds import (
 from facegate.cli.operator_cmds import (
     cmd_audit_checkpoint,
     cmd_audit_verify,
+    cmd_keys_import_to_token,
     cmd_keys_init_token,
     cmd_keys_renew_transform,
     cmd_keys_retire,
@@ -220,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-version", type=int, default=1, help="its version (above the key file's: migration)"
     )
     k.set_defaults(func=cmd_keys_init_token)
+    k = ksub.add_parser(
+        "import-to-token",
+        help="copy every master-key version of the key file into the PKCS#11 token (migration:"
+        " docs/keys.md), then check the data keys open through it",
+    )
+    k.add_argument(
+        "--master-keys-stdin",
+        action="store_true",
+        help="read FACEGATE_MASTER_KEYS's value from standard input instead of the key file",
+    )
+    k.set_defaults(func=cmd_keys_import_to_token)
     k = ksub.add_parser(
         "rotate-data-key",
         help="fresh data key for a tenant (all when none named); re-seals online, resumable",

@@ -158,6 +158,50 @@ def cmd_keys_init_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_import_to_token(args: argparse.Namespace) -> int:
+    """Every master-key version of the key file (or of FACEGATE_MASTER_KEYS, read from standard
+    input: the setting itself may not be set next to the token's) into the PKCS#11 token, then a
+    check that the database's data keys open and its audit versions are there through the token
+    alone. The key file is only read, never written or created."""
+    from facegate.protection.crypto import load_keyring
+    from facegate.protection.pkcs11_ring import open_pkcs11_ring
+    from facegate.protection.token_import import check_deployment, import_keys
+    from facegate.service.compose import open_store
+
+    settings = Settings.from_env()  # refuses FACEGATE_MASTER_KEYS next to FACEGATE_PKCS11_MODULE
+    if settings.pkcs11_module is None:
+        raise ConfigError(
+            "keys import-to-token needs FACEGATE_PKCS11_MODULE, FACEGATE_PKCS11_TOKEN and"
+            " FACEGATE_PKCS11_PIN_FILE next to the key file's setting (docs/keys.md)",
+            code="bad_setting",
+        )
+    if args.master_keys_stdin:
+        value = sys.stdin.readline().strip()
+        if not value:
+            raise ConfigError("no master keys on standard input", code="bad_key")
+        source = load_keyring(settings.key_file, value)
+    elif settings.key_file.is_file():
+        source = load_keyring(settings.key_file)
+    else:  # load_keyring would create a fresh key file: the opposite of what is wanted
+        raise ConfigError(
+            "FACEGATE_KEY_FILE names no file: nothing to import (a deployment on"
+            " FACEGATE_MASTER_KEYS gives its value on standard input with --master-keys-stdin)",
+            code="key_file_missing",
+        )
+    ring = open_pkcs11_ring(settings.pkcs11_module, settings.pkcs11_token, settings.pkcs11_pin_file)
+    out = import_keys(ring, source)
+    if settings.uses_postgres or (settings.data_dir / "facegate.sqlite3").exists():
+        store, _ = open_store(settings)
+        try:
+            out["check"] = check_deployment(ring, store)
+        finally:
+            store.close()
+    else:  # no database yet: nothing to check, and none is created here
+        out["check"] = {"ok": True, "data_keys_opened": 0, "problems": []}
+    _print(out)
+    return 0 if out["check"]["ok"] else EXIT_REFUSED
+
+
 def cmd_retention_run(args: argparse.Namespace) -> int:
     _print({"retention": _service().run_retention()})
     return 0

@@ -2,7 +2,8 @@
 
 Each master-key version is two token objects, both created inside the token as sensitive and
 non-extractable (``CKA_SENSITIVE`` true, ``CKA_EXTRACTABLE`` false), so that neither their value
-nor a wrapped copy can be read out:
+nor a wrapped copy can be read out (a deployment moving from the key file imports its versions
+once, with the same attributes: ``token_import``):
 
 - ``facegate-master-v<N>``: AES-256, encrypt/decrypt only. Data keys are wrapped with
   ``CKM_AES_GCM`` inside the token, the tenant id as associated data, a random 96-bit nonce:
@@ -154,12 +155,7 @@ class Pkcs11KeyRing:
                 ) from exc
 
     def _load(self, session: Any) -> None:
-        p11 = _pkcs11()
-        found: dict[int, dict[str, Any]] = {}
-        for obj in session.get_objects({p11.Attribute.CLASS: p11.ObjectClass.SECRET_KEY}):
-            m = _LABEL.match(str(obj.label or ""))
-            if m:
-                found.setdefault(int(m.group(2)), {})[m.group(1)] = obj
+        found = token_objects(session)
         self._keys = {v: (o["master"], o["derive"]) for v, o in found.items() if len(o) == 2}
 
     def _pair(self, version: int) -> tuple[Any, Any]:
@@ -267,11 +263,24 @@ class Pkcs11KeyRing:
         return {"source": "pkcs11", "module": self.module, "token": self.token_label}
 
 
-def create_version(session: Any, version: int) -> None:
-    """The two objects of one version, generated inside the token as sensitive, never
-    extractable, persistent and private (only a logged-in session can use them)."""
+def token_objects(session: Any) -> dict[int, dict[str, Any]]:
+    """Every facegate key object in the token, by version and kind (``master``, ``derive``);
+    a version with one object only (an interrupted import) is listed too."""
     p11 = _pkcs11()
-    attr = p11.Attribute
+    found: dict[int, dict[str, Any]] = {}
+    for obj in session.get_objects({p11.Attribute.CLASS: p11.ObjectClass.SECRET_KEY}):
+        m = _LABEL.match(str(obj.label or ""))
+        if m:
+            found.setdefault(int(m.group(2)), {})[m.group(1)] = obj
+    return found
+
+
+def key_attributes(kind: str) -> dict[Any, bool]:
+    """The attributes of a ``master`` (AES, encrypt/decrypt) or ``derive`` (generic secret, sign)
+    object: persistent, private (only a logged-in session can use it), sensitive, never
+    extractable, unmodifiable, and good for its one use only. Generated (``create_version``) and
+    imported (``token_import``) objects get the same."""
+    attr = _pkcs11().Attribute
     common = {
         attr.TOKEN: True,
         attr.PRIVATE: True,
@@ -282,13 +291,21 @@ def create_version(session: Any, version: int) -> None:
         attr.UNWRAP: False,
         attr.DERIVE: False,
     }
+    if kind == "master":
+        return {**common, attr.ENCRYPT: True, attr.DECRYPT: True, attr.SIGN: False}
+    return {**common, attr.SIGN: True, attr.VERIFY: False, attr.ENCRYPT: False, attr.DECRYPT: False}
+
+
+def create_version(session: Any, version: int) -> None:
+    """The two objects of one version, generated inside the token (``key_attributes``)."""
+    p11 = _pkcs11()
     session.generate_key(
         p11.KeyType.AES,
         256,
         label=WRAP_LABEL.format(version),
         id=version.to_bytes(4, "big"),
         store=True,
-        template={**common, attr.ENCRYPT: True, attr.DECRYPT: True, attr.SIGN: False},
+        template=key_attributes("master"),
     )
     session.generate_key(
         p11.KeyType.GENERIC_SECRET,
@@ -296,13 +313,7 @@ def create_version(session: Any, version: int) -> None:
         label=DERIVE_LABEL.format(version),
         id=version.to_bytes(4, "big"),
         store=True,
-        template={
-            **common,
-            attr.SIGN: True,
-            attr.VERIFY: False,
-            attr.ENCRYPT: False,
-            attr.DECRYPT: False,
-        },
+        template=key_attributes("derive"),
     )
 
 
