@@ -225,6 +225,9 @@ def test_https_ready_with_hsts_and_private_metrics(proxy: Proxy) -> None:
         assert "server" not in r.headers or r.headers["server"] == "nginx"  # no version
         assert proxy.get(c, "/metrics").status_code == 403
     assert httpx.get(proxy.facegate.url + "/metrics").status_code == 200  # on its own address
+    # whatever the proxy's rules, nothing that came through it reads the metrics
+    forwarded = httpx.get(proxy.facegate.url + "/metrics", headers={"X-Forwarded-For": "1.2.3.4"})
+    assert forwarded.status_code == 404 and forwarded.json()["code"] == "not_found"
 
 
 def test_plain_http_redirects_to_https(proxy: Proxy) -> None:
@@ -288,6 +291,9 @@ def test_under_a_path_prefix(prefixed_proxy: Proxy) -> None:
     with p.client(key=key) as c:
         assert p.get(c, PREFIX + "/readyz").status_code == 200
         assert p.get(c, "/readyz").status_code == 404  # nothing outside the prefix
+        # the doc's deny rule is for /metrics; under the prefix facegate itself refuses
+        for path in (PREFIX + "/metrics", PREFIX + PREFIX + "/metrics"):
+            assert p.get(c, path).status_code == 404, path
         link = p.post(c, PREFIX + "/v1/capture-links",
                       json={"subject_id": "prefixed-subject", "flow": "verify"})  # fmt: skip
         assert link.status_code == 201, link.text

@@ -37,6 +37,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -204,7 +205,18 @@ class Metrics:
             LATENCY.labels(route).observe(time.perf_counter() - started)
 
 
+# Headers a reverse proxy adds: a request that carries one came through the public entrance.
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host")
+
+
 def metrics_endpoint(request: Request) -> Response:
-    """``GET /metrics``; never loads the service (the index is shown once it is open)."""
+    """``GET /metrics``; never loads the service (the index is shown once it is open).
+
+    The text is for a scraper on the private address, never for the public behind a proxy: a
+    request that carries a forwarding header is answered 404, so that no proxy rule (a deny
+    that misses a path prefix, ``/facegate/facegate/metrics``, a new ``location``) can expose
+    it. A client reaching the port directly can still read it: keep the port private."""
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        raise HTTPException(404)  # answered as any unknown path is (problem+json not_found)
     opened = getattr(request.app.state, "opened_service", None)
     return Response(render(opened() if opened else None), media_type=CONTENT_TYPE_LATEST)
