@@ -75,6 +75,7 @@ def arrangements(rounds: int = 25) -> dict[str, dict[str, float]]:
         "sequential 2t + 2t": lambda: (m2.embed_chip(chip), s2.embed_chip(chip)),
         "concurrent 1t || 1t": lambda: conc(m1, s1),
         "concurrent 2t || 2t": lambda: conc(m2, s2),
+        "concurrent mfn 1t || sface 2t": lambda: conc(m1, s2),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     for f in cases.values():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -177,3 +178,71 @@ def test_full_range_model_only_when_needed_counts_faces_as_both(
     counts = [(_face_count(lazy, rgb), _face_count(both, rgb)) for rgb in rgbs]
     assert all(x == y for x, y in counts), [i for i, (x, y) in enumerate(counts) if x != y]
     assert sum(y >= 2 for _, y in counts[120:]) >= 18  # the two-person pictures are seen as such
+
+
+@pytest.mark.parametrize("multiple", ["reject", "largest"])
+def test_batch_path_gives_what_one_image_at_a_time_gives(
+    engine, shared_data: Path, face_rows: list[dict[str, str]], multiple: str
+) -> None:
+    """analyse_many detects the next photo on a worker thread while this one is embedded: every
+    result (vector bits, box, quality, face count) and every refusal must be the sequential
+    path's, in order, with refusals (no face, several faces, quality) among the photos."""
+    rows = random.Random(9).sample(face_rows, 40)
+    images = [(shared_data / r["file"]).read_bytes() for r in rows]
+    images[3:3] = [encode(np.full((240, 320, 3), 90, np.uint8)), _two_people(shared_data)]
+    blurred = cv2.GaussianBlur(load_rgb(shared_data / PHOTO_A), (0, 0), 6)
+    images.append(encode(blurred))
+    one_by_one = []
+    for data in images:
+        try:
+            one_by_one.append(engine.analyse(data, multiple=multiple))
+        except FaceError as exc:
+            one_by_one.append(exc)
+    batch = list(engine.analyse_many(iter(images), multiple=multiple))
+    assert len(batch) == len(images)
+    refused = 0
+    for a, b in zip(one_by_one, batch):
+        if isinstance(a, FaceError):
+            assert isinstance(b, FaceError) and (b.code, b.details) == (a.code, a.details)
+            refused += 1
+            continue
+        assert not isinstance(b, Exception)
+        assert np.array_equal(a.embedding.vector, b.embedding.vector)
+        assert a.embedding.space_id == b.embedding.space_id
+        assert (a.box.xyxy, a.faces_found, a.quality) == (b.box.xyxy, b.faces_found, b.quality)
+    assert refused >= (3 if multiple == "reject" else 2)
+
+
+def test_batch_path_stops_cleanly_when_the_caller_stops(engine, shared_data: Path) -> None:
+    data = (shared_data / PHOTO_A).read_bytes()
+    results = engine.analyse_many(data for _ in range(50))
+    assert not isinstance(next(results), Exception)
+    results.close()  # the worker finishes the photo it holds and the pool is gone
+    assert not any(t.name.startswith("facegate-prepare") for t in threading.enumerate())
+
+
+def test_mobilefacenet_one_op_prelu_gives_the_same_bits(
+    shared_data: Path, face_rows: list[dict[str, str]]
+) -> None:
+    """engine/tflite_graph.fuse_prelu changes speed only: on real chips (and their mirror
+    images, the batch the model runs) the outputs are the five-op file's, bit for bit."""
+    from facegate.engine.embed import MobileFaceNetEmbedder
+    from facegate.engine.pipeline import FaceEngine
+
+    engine = FaceEngine(embedder="mobilefacenet")
+    fast = engine.embedder
+    assert isinstance(fast, MobileFaceNetEmbedder)
+    reference = MobileFaceNetEmbedder(fast_prelu=False)
+    compared = 0
+    for row in random.Random(4).sample(face_rows, 60):
+        rgb = decode_image((shared_data / row["file"]).read_bytes())
+        try:
+            res = engine.analyse(rgb, multiple="largest", enforce_quality=False)
+        except FaceError:
+            continue
+        chip = fast.align(rgb, res.box, res.landmarks)
+        raw = fast.embed_chips_raw(chip, chip[:, ::-1])
+        assert np.array_equal(raw, reference.embed_chips_raw(chip, chip[:, ::-1]))
+        assert np.array_equal(res.embedding.vector, reference.embed_chip(chip))
+        compared += 1
+    assert compared >= 50

@@ -109,3 +109,29 @@ def test_a_fused_probe_carries_each_part_exactly(fused_engine, shared_data, peop
         np.testing.assert_allclose(
             by_space[fused.sface.space_id].vector, fused.sface.embed_chip(chip), atol=1e-5
         )
+
+
+def test_fast_prelu_graph_gives_the_same_bits_as_the_original(
+    fused_engine, shared_data, people
+) -> None:
+    """The PReLU rewrite (engine/sface.split_prelu) changes speed only: on real chips the SFace
+    outputs are bit for bit the unrewritten graph's, alone and in a batch with the mirror image,
+    so the embedding space and its calibration are unchanged."""
+    from facegate.engine.sface import SFaceEmbedder
+
+    fused = fused_engine.embedder
+    reference = SFaceEmbedder(num_threads=1, fast_prelu=False)
+    compared = 0
+    for files in people.values():
+        for f in files:
+            rgb = decode_image((shared_data / f).read_bytes())
+            try:
+                res = fused_engine.analyse(rgb, multiple="largest", enforce_quality=False)
+            except FaceError:
+                continue
+            chip = fused.align(rgb, res.box, res.landmarks)
+            assert np.array_equal(fused.sface.raw([chip]), reference.raw([chip]))
+            both = [chip, chip[:, ::-1]]
+            assert np.array_equal(fused.sface.raw(both), reference.raw(both))
+            compared += 1
+    assert compared >= 40

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from facegate.engine.align import align_face
-from facegate.engine.embed import MobileFaceNetEmbedder
+from facegate.engine.embed import ARCFACE_CHIP, MobileFaceNetEmbedder
 from facegate.engine.sface import SFaceEmbedder
 from facegate.types import FaceBox, Landmarks
 
@@ -58,13 +58,17 @@ class FusedEmbedder:
     """
 
     name = "fused"
+    chip = ARCFACE_CHIP
 
     def __init__(
         self, num_threads: int = 1, share: float = MFN_SHARE, concurrent: bool = True
     ) -> None:
         # Each model keeps num_threads. On these 2 cores, shared with other jobs, one chip took
         # 27.5 ms with 2 || 2 threads, 30.5 ms with the two in sequence on 2 threads each, and
-        # 42.9 ms with 1 || 1 (medians, bench/bench_speed.py --arrangements).
+        # 42.9 ms with 1 || 1 (medians, bench/bench_speed.py --arrangements). Since both models'
+        # PReLU rewrites (same bits): 12.5-13.5 ms with 2 || 2, 12.9-13.3 in sequence, 16.1-16.4
+        # with 1 || 1 (SFace alone on one thread: 16-17; minimums, the machine loaded). With both
+        # cores busy with other jobs, 2 threads a model lose to 1 (collapsing thread pools).
         self.mfn = MobileFaceNetEmbedder(flip=True, num_threads=num_threads)
         self.sface = SFaceEmbedder(flip=False, num_threads=num_threads)
         self.shares = [share, 1.0 - share]

@@ -17,8 +17,19 @@ log = logging.getLogger(__name__)
 class TFLiteModel:
     """One interpreter, one input; ``run`` returns the outputs in the model's declared order."""
 
-    def __init__(self, path: Path, num_threads: int = 1, batch: int | None = None) -> None:
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    def __init__(
+        self,
+        path: Path | None,
+        num_threads: int = 1,
+        batch: int | None = None,
+        *,
+        content: bytes | None = None,
+    ) -> None:
+        """From a file, or from ``content`` (a model rewritten in memory) when it is given."""
+        if content is not None:
+            self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        else:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         if batch is not None:  # only for models whose graph allows it (the iris model does)
             first = self.interpreter.get_input_details()[0]
             self.interpreter.resize_tensor_input(first["index"], [batch, *first["shape"][1:]])

@@ -51,13 +51,16 @@ def embed_images(
     vectors: list[np.ndarray] = []
     ids: list[str] = []
     failures: dict[str, int] = {}
-    for item in progress(items) if progress else items:
-        try:
-            res = engine.analyse(
-                item.path.read_bytes(), multiple="largest", enforce_quality=enforce_quality
-            )
-        except FacegateError as exc:
-            failures[exc.code] = failures.get(exc.code, 0) + 1
+    shown = progress(items) if progress else items
+    # the next photo is read, detected and checked while this one is embedded (analyse_many)
+    results = engine.analyse_many(
+        (item.path.read_bytes() for item in items),
+        multiple="largest",
+        enforce_quality=enforce_quality,
+    )
+    for item, res in zip(shown, results):
+        if isinstance(res, FacegateError):
+            failures[res.code] = failures.get(res.code, 0) + 1
             continue
         vectors.append(res.embedding.vector)
         ids.append(item.identity)
@@ -84,5 +87,15 @@ def pair_scores(
     if len(ii) > max_impostor_pairs:
         pick = np.random.default_rng(seed).choice(len(ii), max_impostor_pairs, replace=False)
         ii, ij = ii[pick], ij[pick]
-    impostor = np.einsum("ij,ij->i", v[ii], v[ij])
+    # in blocks: the pairs' gathered rows for all ~280k impostor pairs at once took ~1.4 GB
+    impostor = np.concatenate(
+        [
+            np.einsum("ij,ij->i", v[ii[k : k + PAIR_BLOCK]], v[ij[k : k + PAIR_BLOCK]])
+            for k in range(0, len(ii), PAIR_BLOCK)
+        ]
+        or [np.zeros(0)]
+    )
     return genuine, impostor
+
+
+PAIR_BLOCK = 8192  # impostor pairs scored per block (each block's rows: 2 x 8192 x D float64)
