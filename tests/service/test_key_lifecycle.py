@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from tests.service.conftest import new_database, start_server, stop_server
 from tests.service.test_recovery import ALEX_1, ALEX_2, BIDEN_1, BIDEN_2, enrol, photo, two_workers
@@ -18,8 +20,12 @@ from tests.service.test_recovery import ALEX_1, ALEX_2, BIDEN_1, BIDEN_2, enrol,
 from facegate.errors import ConflictError, ProtectionError
 from facegate.protection.crypto import load_keyring, open_sealed
 from facegate.protection.tenant import seed_aad, template_aad
-from facegate.service import Caller, FaceService
+from facegate.service import Caller, FaceService, data_keys
+from facegate.service import webhooks as webhooks_module
+from facegate.service.data_keys import KINDS
+from facegate.service.gallery import open_template
 from facegate.service.probes import session_aad
+from facegate.service.sealed_writes import add_liveness_session
 from facegate.storage.postgres import PostgresStore
 
 
@@ -164,7 +170,7 @@ def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeyp
     thread.start()
     try:
         # the first run crashes after its first batch (one template)
-        real = b.store.reseal_template
+        real = b.store.reseal_row
         calls = [0]
 
         def crash_on_second(*args, **kwargs):
@@ -173,13 +179,14 @@ def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeyp
                 raise RuntimeError("injected crash")
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(b.store, "reseal_template", crash_on_second)
+        monkeypatch.setattr(b.store, "reseal_row", crash_on_second)
         with pytest.raises(RuntimeError):
             b.operations.rotate_data_key(tid, batch=1, settle_s=0.2)
-        monkeypatch.setattr(b.store, "reseal_template", real)
+        monkeypatch.setattr(b.store, "reseal_row", real)
         new_version = b.store.data_key_version(tid)
         left = b.store.rows_below_data_key(tid, new_version)
-        assert left == {"templates": 2, "sessions": 1}, left  # one re-sealed, then the crash
+        # one template re-sealed, then the crash
+        assert left == {"templates": 2, "sessions": 1, "webhook": 0}, left
         mid = a.verify(caller, "biden", probe)  # mid-rotation: both keys open
         assert mid["match"] is True
         with pytest.raises(ConflictError):
@@ -197,7 +204,7 @@ def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeyp
     tenant = a.tenant(tid)
     fresh = a.secrets_of(tenant)
     assert fresh.previous == () and fresh.dek != stolen.dek and fresh.seed == stolen.seed
-    assert a.store.rows_below_data_key(tid, new_version) == {"templates": 0, "sessions": 0}
+    assert not any(a.store.rows_below_data_key(tid, new_version).values())
     # the stolen key opens no template, not the seed, not the session
     for t in a.store.all_templates(tid):
         aad = template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
@@ -225,3 +232,158 @@ def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeyp
     a.renew_transform(tid)
     versions = sorted(k.version for k in a.store.retired_tenant_keys(tid))
     assert versions == [1, 2] and a.store.data_key_version(tid) == 3
+
+
+# -- writes that straddle the switch (review: rows were stamped with the tenant's version at
+# insert time, not with the key that sealed them) --------------------------------------------
+
+
+def _everything_opens_under(svc: FaceService, tid: str, old_dek: bytes) -> dict[str, int]:
+    """Every sealed row of the tenant opens under its current key alone and not under
+    ``old_dek``, and is stored with the current version; returns the rows seen, by kind."""
+    keys = svc.secrets_of(svc.tenant(tid))
+    assert keys.previous == () and keys.dek != old_dek
+    assert not any(svc.store.rows_below_data_key(tid, keys.dek_version or 0).values())
+    seen = {}
+    for kind in KINDS:
+        rows = svc.store.rows_to_reseal(kind.name, tid, 10**9, "", 10_000)  # every row
+        for r in rows:
+            open_sealed(keys.dek, r.sealed, kind.aad(tid, r))
+            with pytest.raises(ProtectionError):
+                open_sealed(old_dek, r.sealed, kind.aad(tid, r))
+        seen[kind.name] = len(rows)
+    return seen
+
+
+def test_a_webhook_set_across_the_switch_is_sealed_under_the_new_key(workers, monkeypatch) -> None:
+    """(a) The first PUT /v1/tenant/webhook read the tenant before its (slow) DNS check; a
+    rotation switched meanwhile. The endpoint must come out sealed under the new key, and keep
+    opening after the rotation ends."""
+    a, b, caller = workers
+    tid = caller.tenant_id
+    old_dek = a.secrets_of(a.tenant(tid)).dek
+    switched: list[int] = []
+
+    def slow_check(url, allow_private, resolver=None):  # the DNS check: the switch lands here
+        switched.append(data_keys._switch(b.ctx, tid)[0])
+        return SimpleNamespace(host="rp.example", url=url)
+
+    monkeypatch.setattr(webhooks_module, "check_url", slow_check)
+    first = a.webhooks.put(caller, "https://rp.example/hook", None)
+    assert switched == [2] and first["secret"].startswith("whsec_")
+    row = a.store.get_webhook(tid)
+    assert row is not None and row.dek_version == 2  # the key that sealed it, not a guess
+    out = b.operations.rotate_data_key(tid, settle_s=0)
+    assert out["resumed"] is True and out["data_key_version"] == 2
+    assert _everything_opens_under(a, tid, old_dek)["webhook"] == 1
+    assert a.webhooks.view(caller)["url"] == "https://rp.example/hook"
+    again = b.webhooks.put(caller, "https://rp.example/h2", None)
+    assert again["url"] == "https://rp.example/h2"
+    assert a.webhooks.rotate_secret(caller)["secret"] != first["secret"]
+
+
+def test_a_session_sealed_with_keys_read_before_the_switch_is_resealed(
+    workers, monkeypatch
+) -> None:
+    """(b) A session sealed with keys read before the switch and stored after it (a writer that
+    does not re-read them, as stream.finish did) is stored with the version that sealed it, so
+    the rotation re-seals it; one stored between the re-seal pass and the finish is re-sealed by
+    the finish. A session written through the service after the switch is sealed under the new
+    key. Afterwards the retired key opens none of them and the current key opens all."""
+    a, b, caller = workers
+    tid = caller.tenant_id
+    vec = np.random.default_rng(0).standard_normal(512).astype("<f4")
+    stale = a.secrets_of(a.tenant(tid))  # read before the switch (before the analysis)
+    assert stale.dek_version == 1
+    version, _ = data_keys._switch(b.ctx, tid)
+    assert version == 2
+
+    def stale_write(sid: str) -> None:
+        sealed = stale.seal_vector(vec, session_aad(tid, sid))
+        a.store.add_liveness_session(
+            tid,
+            sid,
+            True,
+            a.ctx.space_id,
+            sealed,
+            {},
+            1e12,
+            "s1",
+            "verify",
+            dek_version=stale.dek_version,
+        )
+
+    stale_write("ls_before_pass")
+    # the service's own write after the switch: keys read under the tenant lock
+    add_liveness_session(a.ctx, tid, "ls_service", True, vec, {}, 1e12, "s1", "verify")
+    # a write with no version at all (unknown) is re-sealed too
+    a.store.add_liveness_session(
+        tid,
+        "ls_unknown",
+        True,
+        a.ctx.space_id,
+        stale.seal_vector(vec, session_aad(tid, "ls_unknown")),
+        {},
+        1e12,
+        "s1",
+        "verify",
+    )
+    # one more lands after the re-seal pass, just before the finish
+    real_finish = data_keys._finish
+
+    def late_then_finish(*args, **kwargs):
+        stale_write("ls_late")
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(data_keys, "_finish", late_then_finish)
+    out = b.operations.rotate_data_key(tid, settle_s=0)
+    assert out["resumed"] is True and out["sessions_resealed"] == 3, out
+    assert out["resealed_at_finish"] == 1, out
+    assert _everything_opens_under(a, tid, stale.dek)["sessions"] == 4
+    retired = a.store.retired_tenant_keys(tid)
+    assert [k.version for k in retired] == [1]
+    for sid in ("ls_before_pass", "ls_service", "ls_unknown", "ls_late"):
+        probe = a.probes.from_session(caller, sid, "s1", ("verify",))
+        assert np.allclose(probe.embedding, vec)
+
+
+def test_the_finish_refuses_while_old_rows_remain(workers, monkeypatch) -> None:
+    """The old key is not retired while anything is still sealed under it: more late rows than
+    the finish re-seals in one go make it refuse, and a rerun completes."""
+    a, b, caller = workers
+    tid = caller.tenant_id
+    vec = np.random.default_rng(1).standard_normal(512).astype("<f4")
+    stale = a.secrets_of(a.tenant(tid))
+    data_keys._switch(b.ctx, tid)
+    real_finish = data_keys._finish
+
+    def late_then_finish(ctx, tenant_id, version, batch, done):
+        for i in range(3):
+            sid = f"ls_late{i}"
+            sealed = stale.seal_vector(vec, session_aad(tid, sid))
+            a.store.add_liveness_session(tid, sid, True, None, sealed, {}, 1e12, dek_version=1)
+        return real_finish(ctx, tenant_id, version, batch, done)
+
+    monkeypatch.setattr(data_keys, "_finish", late_then_finish)
+    with pytest.raises(ConflictError) as err:
+        b.operations.rotate_data_key(tid, batch=2, settle_s=0)
+    assert err.value.code == "rotation_incomplete"
+    assert a.secrets_of(a.tenant(tid)).previous != ()  # the old key is still in the set
+    monkeypatch.setattr(data_keys, "_finish", real_finish)
+    out = b.operations.rotate_data_key(tid, batch=2, settle_s=0)
+    assert out["sessions_resealed"] == 3
+    assert _everything_opens_under(a, tid, stale.dek)["sessions"] == 3
+
+
+def test_a_stale_reader_does_not_quarantine_a_resealed_template(workers, shared_data) -> None:
+    """A verifier whose keys were read before the switch meets a template already re-sealed
+    under the new key: it skips it (a stale view), never quarantines it."""
+    a, b, caller = workers
+    tid = caller.tenant_id
+    enrol(a, caller, "biden", photo(shared_data, BIDEN_1))
+    stale = a.secrets_of(a.tenant(tid))
+    b.operations.rotate_data_key(tid, settle_s=0)
+    (t,) = a.store.all_templates(tid)
+    assert t.dek_version == 2
+    assert open_template(a.store, stale, t) is None
+    assert a.quarantined(caller)["templates"] == []

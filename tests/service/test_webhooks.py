@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +30,10 @@ from tests.service.conftest import (
 )
 
 from facegate.errors import InputError
+from facegate.service import webhook_delivery
 from facegate.service.context import Caller
-from facegate.service.webhook_sender import check_url
+from facegate.service.webhook_delivery import seal_config
+from facegate.service.webhook_targets import check_url
 from facegate.service.webhooks import Webhooks, emit
 
 BACKOFF_S = 0.3
@@ -299,7 +302,9 @@ def test_concurrent_delivery_loops_never_repeat_an_attempt(hooked: Server) -> No
             start.wait()
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and len(slow.hits) < 40:
-                w.deliver_due()
+                if not w.deliver_due():
+                    time.sleep(0.005)
+            w.close()  # the attempts in flight record their results
 
         threads = [threading.Thread(target=run, args=(w,)) for w in loops]
         for t in threads:
@@ -420,10 +425,20 @@ def test_private_targets_are_refused_by_default(engine, tmp_path: Path) -> None:
             ("https://[::ffff:127.0.0.1]/hook", "webhook_url_not_allowed"),
             ("https://user:pw@rp.example/hook", "webhook_url_invalid"),
             ("ftp://rp.example/hook", "webhook_url_invalid"),
-            ("https://does-not-resolve.invalid/hook", "webhook_url_unresolvable"),
+            ("https://does-not-resolve.invalid/hook", "webhook_url_not_allowed"),
+            ("https://1.1.1.1/a\x7fb", "webhook_url_invalid"),
+            ("https://1.1.1.1/a b", "webhook_url_invalid"),
+            ("https://[64:ff9b::a9fe:a9fe]/hook", "webhook_url_not_allowed"),
         ]:
             r = c.put("/v1/tenant/webhook", json={"url": url})
             assert r.status_code == 400 and r.json()["code"] == code, (url, r.text)
+        # a name that does not resolve and one that resolves inside answer alike: no probing
+        answers = [
+            c.put("/v1/tenant/webhook", json={"url": u}).json()
+            for u in ("https://does-not-resolve.invalid/", "https://localhost/")
+        ]
+        assert {a["code"] for a in answers} == {"webhook_url_not_allowed"}
+        assert answers[0].get("detail") == answers[1].get("detail")
         assert c.get("/v1/tenant/webhook").status_code == 404
     finally:
         stop_server(server)
@@ -449,3 +464,145 @@ def test_url_check_with_a_resolver() -> None:
     with pytest.raises(InputError):
         check_url("https://100.64.0.1/", allow_private=False, resolver=lambda h, p: [h])
     assert check_url("http://10.0.0.7/", allow_private=True, resolver=lambda h, p: [h])
+
+
+class Tarpit:
+    """A receiver that answers its status line, then trickles one header byte every 0.1 s for
+    as long as the connection lasts: a per-read timeout never fires on it."""
+
+    def __init__(self) -> None:
+        self.opened: list[float] = []
+        self.closed: list[float] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.opened.append(time.monotonic())
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(600):
+                    time.sleep(0.1)
+                    conn.sendall(b"a")
+            except OSError:
+                pass
+            self.closed.append(time.monotonic())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_stalling_receiver_holds_up_no_one(hooked: Server, receiver: Receiver) -> None:
+    """Tenant A's receiver trickles its answer for ever; B's event is delivered at once, while
+    A's attempt is cut at its deadline (3 s here) and recorded as a failed attempt."""
+    tarpit = Tarpit()
+    try:
+        a, b = new_tenant(hooked, "hook-tarpit"), new_tenant(hooked, "hook-bystander")
+        assert a.put("/v1/tenant/webhook", json={"url": tarpit.url()}).status_code == 200
+        assert b.put("/v1/tenant/webhook", json={"url": receiver.url()}).status_code == 200
+        decline(hooked, capture_link(a, "stalled"))
+        deadline = time.monotonic() + 10
+        while not tarpit.opened and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tarpit.opened, "A's attempt never started"
+        decline(hooked, capture_link(b, "bystander"))
+        receiver.wait(1, timeout_s=2.0)  # well before A's 3 s deadline
+        assert time.monotonic() - tarpit.opened[0] < 3.0
+        [d] = settle_attempt(a)
+        assert d["status"] == "pending" and d["attempts"] == 1, d
+        assert d["last_error"] == "timeout" and d["last_status_code"] is None
+        deadline = time.monotonic() + 2  # the tarpit notices at its next byte or two
+        while not tarpit.closed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tarpit.closed, "the stalled connection was not closed"
+        assert tarpit.closed[0] - tarpit.opened[0] < 3.0 + 1.5  # cut at the deadline
+        assert len(tarpit.opened) <= 2  # one attempt, maybe its retry: no pile of re-sends
+    finally:
+        tarpit.close()
+
+
+def settle_attempt(c: httpx.Client, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """The delivery log once its first attempt has a recorded result."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = deliveries(c)
+        if log and all(d["last_error"] or d["status"] != "pending" for d in log):
+            return log
+        time.sleep(0.05)
+    raise AssertionError(f"no attempt recorded: {deliveries(c)}")
+
+
+def test_a_row_that_cannot_be_sent_breaks_no_other(
+    hooked: Server, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """A URL httpx cannot parse is refused when set; one that got into the store anyway (or a
+    send that raises) fails its own attempt, and the other rows of the pass are delivered."""
+    a, b = new_tenant(hooked, "hook-poison"), new_tenant(hooked, "hook-neighbour")
+    bad = receiver.url("/a\x7fb")
+    r = a.put("/v1/tenant/webhook", json={"url": bad})
+    assert r.status_code == 400 and r.json()["code"] == "webhook_url_invalid", r.text
+    assert a.put("/v1/tenant/webhook", json={"url": receiver.url("/a")}).status_code == 200
+    assert b.put("/v1/tenant/webhook", json={"url": receiver.url("/b")}).status_code == 200
+    ctx, tenant_a = hooked.service.ctx, c_tenant(hooked, a)
+    row = ctx.store.get_webhook(tenant_a)
+    assert row is not None
+    keys = ctx.secrets_of(ctx.tenant(tenant_a))
+    config = webhook_delivery.open_config(keys, row)
+    with ctx.store.tx():  # as an older version's check would have let it in
+        ctx.store.put_webhook(replace(row, sealed_config=seal_config(keys, {**config, "url": bad})))
+    caplog.set_level(logging.WARNING)
+    decline(hooked, capture_link(a, "poisoned"))
+    decline(hooked, capture_link(b, "neighbour"))
+    receiver.wait(1)
+    [d] = settle_attempt(a)
+    assert d["last_error"] == "webhook_url_invalid" and d["status"] == "pending"
+    assert deliveries(b)[0]["status"] in ("pending", "delivered")
+    settle(b)
+
+    real_post = webhook_delivery.post
+
+    def exploding(target: Any, body: bytes, headers: dict[str, str], timeout_s: float) -> Any:
+        if target.path == "/a":
+            raise RuntimeError("boom http://secret-host/")
+        return real_post(target, body, headers, timeout_s)
+
+    monkeypatch.setattr(webhook_delivery, "post", exploding)
+    with ctx.store.tx():
+        ctx.store.put_webhook(row)  # the good URL again, whose send now raises
+    decline(hooked, capture_link(b, "neighbour-2"))
+    decline(hooked, capture_link(a, "exploding"))
+    receiver.wait(2)
+    log_a = settle_attempt(a)
+    assert "internal_error" in {d["last_error"] for d in log_a}
+    assert all(d["status"] == "delivered" for d in settle(b))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError" in logged and "secret-host" not in logged and "\x7f" not in logged
+
+
+def test_a_second_rotation_ends_the_first_grace(hooked: Server, receiver: Receiver) -> None:
+    """At most one previous secret signs: rotating twice within the day drops the original."""
+    c = new_tenant(hooked, "hook-rotate-twice")
+    s0 = c.put("/v1/tenant/webhook", json={"url": receiver.url()}).json()["secret"]
+    s1 = c.post("/v1/tenant/webhook/rotate-secret").json()["secret"]
+    s2 = c.post("/v1/tenant/webhook/rotate-secret").json()["secret"]
+    decline(hooked, capture_link(c, "rotated-twice"))
+    _, headers, body = receiver.wait(1)[0]
+    assert len(headers["Facegate-Signature"].split()) == 2
+    verify_webhook(s2, headers, body)
+    verify_webhook(s1, headers, body)
+    with pytest.raises(ValueError):
+        verify_webhook(s0, headers, body)
+    rotations = [a for a in c_audit(hooked, c) if a["action"] == "webhook.rotate_secret"]
+    assert len(rotations) == 2

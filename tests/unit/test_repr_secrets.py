@@ -22,7 +22,7 @@ KEY_B = bytes(range(0x40, 0x60))
 # A field with one of these in its name holds a secret or biometric data.
 SECRET_WORDS = ("key", "dek", "seed", "secret", "vector", "embedding")
 # ... except these, which name a secret or a space without holding one.
-NOT_SECRET = {"embedding_space", "space_id", "key_id", "kek_version"}
+NOT_SECRET = {"embedding_space", "space_id", "key_id", "kek_version", "dek_version"}
 
 
 def _leaks(text: str, secret: bytes) -> bool:

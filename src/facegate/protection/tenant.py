@@ -4,7 +4,12 @@
 The wrapped data key is a key set: the current 32-byte key, followed, only while a data-key
 rotation re-seals the tenant's rows (``facegate keys rotate-data-key``), by the previous one.
 New data is always sealed under the current key; rows not yet re-sealed open under the
-previous one, so every worker keeps working through the rotation."""
+previous one, so every worker keeps working through the rotation.
+
+``dek_version`` is the version of the current key, read from the tenant's row together with the
+wrapped key: whatever is sealed with these secrets is stored with it, so that a rotation knows
+what was sealed under which key (never the tenant's version at write time, which a rotation may
+have changed since these secrets were read)."""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ class TenantSecrets:
     seed: bytes = field(repr=False)
     transform_version: int
     previous: tuple[bytes, ...] = field(default=(), repr=False)  # during a rotation only
+    dek_version: int | None = None  # of ``dek`` (None: not known, e.g. a retired key's secrets)
 
     def derived_key(self, label: str) -> bytes:
         """A key for one purpose (challenge tokens, capture links), derived from the data key:
@@ -82,10 +88,11 @@ def open_tenant(
     wrapped_dek: bytes,
     sealed_seed: bytes,
     transform_version: int,
+    dek_version: int | None = None,
 ) -> TenantSecrets:
     keys = split_keys(ring.unwrap(kek_version, wrapped_dek, tenant_id))
     seed = open_sealed(keys[0], sealed_seed, seed_aad(tenant_id, transform_version))
-    return TenantSecrets(tenant_id, keys[0], seed, transform_version, tuple(keys[1:]))
+    return TenantSecrets(tenant_id, keys[0], seed, transform_version, tuple(keys[1:]), dek_version)
 
 
 def split_keys(keyset: bytes) -> list[bytes]:

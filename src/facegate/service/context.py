@@ -95,6 +95,7 @@ class ServiceContext:
             tenant.wrapped_dek,
             tenant.sealed_transform_seed,
             tenant.transform_version,
+            tenant.dek_version,  # read with the wrapped key: what these secrets seal under
         )
 
     def audit_detail_keys(self, tenant: TenantRow) -> list[TenantSecrets]:

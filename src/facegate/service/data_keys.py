@@ -1,17 +1,29 @@
 """Data-key rotation without a new transform (``facegate keys rotate-data-key``): a tenant gets
 a fresh data key and every row sealed under the old one is re-sealed, while the service runs.
 
+Every sealed row records the data-key version that sealed it (``dek_version`` on templates,
+liveness sessions and the webhook endpoint), written by the code that sealed it from the keys it
+used (``TenantSecrets.dek_version``); and every sealed write reads the tenant's keys inside its
+transaction after the tenant lock (service/sealed_writes.py, service/enrolment.py), the lock
+the switch and the finish take. So no row is sealed under the old key after the switch, and
+none written before it escapes the count.
+
 1. *Switch*, in one transaction under the tenant lock: the tenant's wrapped key becomes the key
-   set (new key, old key); the transform seed and the webhook endpoint are re-sealed under the
-   new key; the tenant's data-key version goes up, so rows written from then on are stamped with
-   it (migration 10's triggers). Every worker that opens the tenant's keys from then on holds
-   both keys: rows not yet re-sealed still open, new ones are sealed under the new key.
-2. *Re-seal*, after a short settling pause (requests that read the keys just before the switch
-   finish first), in batches of one transaction each: templates, then liveness sessions, whose
-   ``dek_version`` is below the new one. Each swap is compare-and-set on the old bytes, so an
-   erasure or a renewal meanwhile wins. The protected vectors do not change, so no index moves.
-3. *Finish*, when no row is left under the old key: the wrapped key becomes the new key alone,
-   and the old key is retired (kept wrapped only to open older audit details in the export).
+   set (new key, old key) and its version goes up, together; the transform seed and the webhook
+   endpoint are re-sealed under the new key. Every worker that opens the tenant's keys from then
+   on holds both keys: rows not yet re-sealed still open, new ones are sealed under the new key.
+2. *Re-seal*, after a short settling pause (so that *readers* holding keys read just before the
+   switch, which know only the old key, finish before rows change under them), in batches of one
+   transaction each: templates, liveness sessions and the endpoint whose ``dek_version`` is below
+   the new one (or unknown). Each swap is compare-and-set on the old bytes, so an erasure, a
+   renewal or a change meanwhile wins. The protected vectors do not change, so no index moves.
+3. *Finish*, in one transaction under the tenant lock: whatever is still below the new version
+   is re-sealed there; only when nothing is left does the wrapped key become the new key alone
+   and the old key retire (kept wrapped only to open older audit details in the export).
+
+A row that opens under neither key is not carried over: a template is quarantined (as any
+reader would), a liveness session deleted (it could never be used), and an endpoint that does
+not open stops the rotation (delete it, then run the command again).
 
 A crash anywhere leaves a state the next run continues from: a key set with two keys means a
 rotation is under way, and the rows still to do are those below its version.
@@ -21,17 +33,67 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from facegate.errors import ConflictError, ProtectionError
 from facegate.protection.crypto import seal
 from facegate.protection.tenant import TenantSecrets, seed_aad, template_aad
 from facegate.service.context import ServiceContext
-from facegate.service.gallery import open_template
 from facegate.service.probes import session_aad
+from facegate.service.webhook_delivery import config_aad
 from facegate.service.webhooks import reseal_config
+from facegate.storage.tenant_keys import SealedRow
 
 SETTLE_S = 5.0  # longer than a request holds the tenant's keys before reading its templates
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of sealed row: its associated data, and what becomes of a row that opens under
+    no key the tenant holds (returns whether it was dropped)."""
+
+    name: str
+    aad: Callable[[str, SealedRow], bytes]
+    unopenable: Callable[[ServiceContext, str, SealedRow], bool]
+
+
+def _quarantine(ctx: ServiceContext, tenant_id: str, r: SealedRow) -> bool:
+    if not ctx.store.quarantine_template(r.id, time.time()):
+        return False
+    ctx.audit(
+        None,
+        "template.quarantined",
+        "quarantined",
+        subject_id=r.subject_id,
+        tenant_id=tenant_id,
+        details={"template_id": r.id},
+    )
+    return True
+
+
+def _drop_session(ctx: ServiceContext, tenant_id: str, r: SealedRow) -> bool:
+    return ctx.store.delete_sealed_row("sessions", tenant_id, r.id, r.sealed)
+
+
+def _refuse_endpoint(ctx: ServiceContext, tenant_id: str, r: SealedRow) -> bool:
+    raise ConflictError(
+        "the tenant's webhook endpoint opens under neither data key: delete it"
+        " (DELETE /v1/tenant/webhook), then run the command again",
+        code="rotation_incomplete",
+    )
+
+
+KINDS = (
+    Kind(
+        "templates",
+        lambda tid, r: template_aad(tid, r.subject_id or "", r.id, r.space_id or ""),
+        _quarantine,
+    ),
+    Kind("sessions", lambda tid, r: session_aad(tid, r.id), _drop_session),
+    Kind("webhook", lambda tid, r: config_aad(tid), _refuse_endpoint),
+)
 
 
 def rotate_data_key(
@@ -41,16 +103,18 @@ def rotate_data_key(
     version, resumed = _switch(ctx, tenant_id)
     if not resumed:
         time.sleep(settle_s)
-    templates = _reseal_templates(ctx, tenant_id, version, batch)
-    sessions = _reseal_sessions(ctx, tenant_id, version, batch)
-    left = _finish(ctx, tenant_id, version, templates, sessions)
+    done = {k.name: _reseal(ctx, tenant_id, version, batch, k) for k in KINDS}
+    late = _finish(ctx, tenant_id, version, batch, done)
     return {
         "tenant_id": tenant_id,
         "data_key_version": version,
         "resumed": resumed,
-        "templates_resealed": templates,
-        "sessions_resealed": sessions,
-        **left,
+        "templates_resealed": done["templates"][0] + late["templates"][0],
+        "sessions_resealed": done["sessions"][0] + late["sessions"][0],
+        "webhook_resealed": done["webhook"][0] + late["webhook"][0],
+        "resealed_at_finish": sum(n for n, _ in late.values()),
+        "templates_quarantined": done["templates"][1] + late["templates"][1],
+        "sessions_dropped": done["sessions"][1] + late["sessions"][1],
     }
 
 
@@ -58,13 +122,15 @@ def _switch(ctx: ServiceContext, tenant_id: str) -> tuple[int, bool]:
     """The new key installed next to the old one; (its version, whether a rotation was already
     under way and is being resumed)."""
     with ctx.store.tx():
-        ctx.store.lock_tenant(tenant_id)  # no enrolment or renewal of this tenant meanwhile
+        ctx.store.lock_tenant(tenant_id)  # no sealed write of this tenant meanwhile
         tenant = ctx.tenant(tenant_id)
         old = ctx.secrets_of(tenant)
         if old.previous:
-            return ctx.store.data_key_version(tenant_id), True
-        version = ctx.store.data_key_version(tenant_id) + 1
-        new = TenantSecrets(tenant_id, secrets.token_bytes(32), old.seed, old.transform_version)
+            return tenant.dek_version, True
+        version = tenant.dek_version + 1
+        new = TenantSecrets(
+            tenant_id, secrets.token_bytes(32), old.seed, old.transform_version, (), version
+        )
         kek_version, wrapped = ctx.ring.wrap(new.dek + old.dek, tenant_id)
         ctx.store.update_tenant_keys(
             tenant_id,
@@ -89,10 +155,10 @@ def _switch(ctx: ServiceContext, tenant_id: str) -> tuple[int, bool]:
 
 
 def _current(ctx: ServiceContext, tenant_id: str, version: int) -> TenantSecrets:
-    """The tenant's keys inside a batch's transaction; refuses when the rotation was finished
-    or superseded (a renewal) by another process meanwhile."""
+    """The tenant's keys inside a transaction under the tenant lock; refuses when the rotation
+    was finished or superseded (a renewal) by another process meanwhile."""
     keys = ctx.secrets_of(ctx.tenant(tenant_id))
-    if not keys.previous or ctx.store.data_key_version(tenant_id) != version:
+    if not keys.previous or keys.dek_version != version:
         raise ConflictError(
             "the data-key rotation was finished or replaced by another process",
             code="rotation_superseded",
@@ -100,67 +166,79 @@ def _current(ctx: ServiceContext, tenant_id: str, version: int) -> TenantSecrets
     return keys
 
 
-def _reseal_templates(ctx: ServiceContext, tenant_id: str, version: int, batch: int) -> int:
-    done, after = 0, 0
+def _reseal_rows(
+    ctx: ServiceContext, keys: TenantSecrets, kind: Kind, rows: list[SealedRow], version: int
+) -> tuple[int, int]:
+    """Re-seal rows under the current key (inside the caller's locked transaction); returns
+    (re-sealed, dropped as unopenable)."""
+    done = dropped = 0
+    for r in rows:
+        aad = kind.aad(keys.tenant_id, r)
+        try:
+            plain = keys.open(r.sealed, aad)
+        except ProtectionError:  # opens under neither key
+            dropped += kind.unopenable(ctx, keys.tenant_id, r)
+            continue
+        new = seal(keys.dek, plain, aad)
+        done += ctx.store.reseal_row(kind.name, keys.tenant_id, r.id, r.sealed, new, version)
+    return done, dropped
+
+
+def _reseal(
+    ctx: ServiceContext, tenant_id: str, version: int, batch: int, kind: Kind
+) -> tuple[int, int]:
+    """Every row of one kind below ``version``, ``batch`` per transaction."""
+    done = dropped = 0
+    after = ""
     while True:
         with ctx.store.tx():
             ctx.store.lock_tenant(tenant_id)
             keys = _current(ctx, tenant_id, version)
-            rows = ctx.store.templates_to_reseal(tenant_id, version, after, batch)
-            for t in rows:
-                vector = open_template(ctx.store, keys, t, ctx.quarantined)
-                if vector is None:  # opens under neither key: quarantined, as any reader would
-                    continue
-                aad = template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
-                if ctx.store.reseal_template(
-                    t.id, t.sealed_vector, keys.seal_vector(vector, aad), version
-                ):
-                    done += 1
+            rows = ctx.store.rows_to_reseal(kind.name, tenant_id, version, after, batch)
+            n, d = _reseal_rows(ctx, keys, kind, rows, version)
+        done, dropped = done + n, dropped + d
         if len(rows) < batch:
-            return done
-        after = rows[-1].seq
-
-
-def _reseal_sessions(ctx: ServiceContext, tenant_id: str, version: int, batch: int) -> int:
-    done, after = 0, ""
-    while True:
-        with ctx.store.tx():
-            ctx.store.lock_tenant(tenant_id)
-            keys = _current(ctx, tenant_id, version)
-            rows = ctx.store.sessions_to_reseal(tenant_id, version, after, batch)
-            for session_id, blob in rows:
-                aad = session_aad(tenant_id, session_id)
-                try:
-                    plain = keys.open(blob, aad)
-                except ProtectionError:  # opens under neither key: already unusable
-                    continue
-                new = seal(keys.dek, plain, aad)
-                if ctx.store.reseal_session(tenant_id, session_id, blob, new, version):
-                    done += 1
-        if len(rows) < batch:
-            return done
-        after = rows[-1][0]
+            return done, dropped
+        after = rows[-1].id
 
 
 def _finish(
-    ctx: ServiceContext, tenant_id: str, version: int, templates: int, sessions: int
-) -> dict[str, Any]:
-    """The old key out of the key set, retired; refuses to drop it while a template still
-    needs it (a worker with a stale view sealed one meanwhile: run the command again)."""
+    ctx: ServiceContext,
+    tenant_id: str,
+    version: int,
+    batch: int,
+    done: dict[str, tuple[int, int]],
+) -> dict[str, tuple[int, int]]:
+    """In one transaction under the tenant lock: re-seal what is still below ``version`` (up to
+    ``batch`` rows of each kind: a row whose writer sealed it with keys read before the switch,
+    or one with an unknown version), then, only if no template, session or endpoint is left
+    under the old key, drop the old key from the key set and retire it. The transform seed needs
+    no check: it is sealed under the key set's first key, or no worker could open the tenant.
+    Refuses (``rotation_incomplete``: run the command again) when rows are left; returns what
+    it re-sealed and dropped, by kind."""
     with ctx.store.tx():
         ctx.store.lock_tenant(tenant_id)
         keys = _current(ctx, tenant_id, version)
+        late = {
+            k.name: _reseal_rows(
+                ctx,
+                keys,
+                k,
+                ctx.store.rows_to_reseal(k.name, tenant_id, version, "", batch),
+                version,
+            )
+            for k in KINDS
+        }
         left = ctx.store.rows_below_data_key(tenant_id, version)
-        if left["templates"]:
+        if any(left.values()):
             raise ConflictError(
-                "templates sealed under the old data key remain: run the command again",
+                "rows sealed under the old data key remain: run the command again",
                 code="rotation_incomplete",
-                templates=left["templates"],
+                **left,
             )
         tenant = ctx.tenant(tenant_id)
-        old_version = version - 1
         old_kek, old_wrapped = ctx.ring.wrap(keys.previous[0], tenant_id)
-        ctx.store.retire_tenant_key(tenant_id, old_version, old_kek, old_wrapped, time.time())
+        ctx.store.retire_tenant_key(tenant_id, version - 1, old_kek, old_wrapped, time.time())
         kek_version, wrapped = ctx.ring.wrap(keys.dek, tenant_id)
         ctx.store.update_tenant_keys(tenant_id, kek_version=kek_version, wrapped_dek=wrapped)
         ctx.audit(
@@ -172,9 +250,8 @@ def _finish(
             details={
                 "data_key_version": version,
                 "transform_version": tenant.transform_version,
-                "templates": templates,
-                "sessions": sessions,
-                "sessions_unopened": left["sessions"],
+                **{f"{k}_resealed": done[k][0] + late[k][0] for k in done},
+                **{f"{k}_dropped": done[k][1] + late[k][1] for k in done},
             },
         )
-    return {"sessions_not_resealed": left["sessions"]}
+    return late

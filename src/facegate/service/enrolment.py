@@ -93,6 +93,7 @@ class Enrolment:
                 secrets_.seal_vector(protected, aad),
                 source,
                 time.time(),
+                secrets_.dek_version,  # the key it is sealed under, read under the lock
             )
             ctx.gallery.sync()
             hits = ctx.gallery.search(

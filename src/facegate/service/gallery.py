@@ -124,9 +124,10 @@ def open_template(
             t.sealed_vector, template_aad(t.tenant_id, t.subject_id, t.id, t.space_id)
         )
     except ProtectionError:
-        if t.transform_version != secrets_.transform_version:
-            # a renewal (new data key) committed between reading the tenant's keys and this
-            # row: the row is sound, only this request's view is stale; never quarantined
+        stale = (t.dek_version or 0) > (secrets_.dek_version or 0)  # re-sealed by a rotation
+        if t.transform_version != secrets_.transform_version or stale:
+            # a renewal or a data-key rotation committed between reading the tenant's keys and
+            # this row: the row is sound, only this request's view is stale; never quarantined
             log.warning("template %s was renewed meanwhile: skipped by this request", t.id)
             return None
         if store.quarantine_template(t.id, time.time()):

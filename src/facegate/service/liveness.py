@@ -22,7 +22,7 @@ from facegate.liveness.challenge import verify as verify_challenge
 from facegate.service.attempts import Attempts
 from facegate.service.context import Caller, ServiceContext
 from facegate.service.policy import LIVENESS_SESSION_TTL_S, PURPOSES
-from facegate.service.probes import session_aad
+from facegate.service.sealed_writes import add_liveness_session
 from facegate.storage.base import TenantRow
 
 
@@ -142,18 +142,13 @@ class LivenessSessions:
         self.attempts.settle(caller, tenant, subject_id, challenge.id, ok=live)
         verdict = result.to_dict()
         session_id = "ls_" + secrets.token_hex(12)
-        sealed = None
-        if live and result.best_embedding is not None:
-            sealed = ctx.secrets_of(tenant).seal_vector(
-                result.best_embedding, session_aad(caller.tenant_id, session_id)
-            )
         summary = {"reasons": verdict["reasons"], "challenge_id": challenge.id}
-        ctx.store.add_liveness_session(
+        add_liveness_session(  # sealed under the keys current at the write, not ``tenant``'s
+            ctx,
             caller.tenant_id,
             session_id,
             live,
-            ctx.space_id,
-            sealed,
+            result.best_embedding,
             summary,
             now + LIVENESS_SESSION_TTL_S,
             subject_id,

@@ -94,7 +94,11 @@ class Operations:
             dek_version = ctx.store.data_key_version(tenant_id)
             new_version = tenant.transform_version + 1
             new = TenantSecrets(
-                tenant_id, secrets.token_bytes(32), secrets.token_bytes(32), new_version
+                tenant_id,
+                secrets.token_bytes(32),
+                secrets.token_bytes(32),
+                new_version,
+                dek_version=dek_version + 1,
             )
             for t in ctx.store.all_templates(tenant_id):
                 aad = template_aad(tenant_id, t.subject_id, t.id, t.space_id)
@@ -103,13 +107,14 @@ class Operations:
                     continue
                 v = retransform(current, old.seed, t.transform_version, new.seed, new_version)
                 # the template log records the swap, so running workers' indexes follow it
-                ctx.store.replace_template_vector(t.id, new.seal_vector(v, aad), new_version)
+                ctx.store.replace_template_vector(
+                    t.id, new.seal_vector(v, aad), new_version, dek_version + 1
+                )
                 ctx.gallery.store_vector(t.id, v)
             ctx.store.retire_tenant_key(
                 tenant_id, dek_version, tenant.kek_version, tenant.wrapped_dek, time.time()
             )
             ctx.store.set_data_key_version(tenant_id, dek_version + 1)
-            ctx.store.stamp_templates(tenant_id, dek_version + 1)
             kek_version, wrapped = ctx.ring.wrap(new.dek, tenant_id)
             ctx.store.update_tenant_keys(
                 tenant_id,

@@ -44,7 +44,7 @@ from facegate.service.capture import Capture, require_chosen_allowed
 from facegate.service.context import ENGINE_LOCK, Caller, ServiceContext
 from facegate.service.liveness import check_purpose
 from facegate.service.policy import LIVENESS_SESSION_TTL_S
-from facegate.service.probes import session_aad
+from facegate.service.sealed_writes import add_liveness_session
 from facegate.types import FaceBox
 
 HEADER = struct.Struct("<d")  # each binary message: client capture time (ms, float64) + JPEG
@@ -305,19 +305,14 @@ class StreamSessions:
         live = verdict.live
         self.attempts.settle(run.caller, tenant, run.subject_id, run.challenge_id, ok=live)
         session_id = "ls_" + secrets.token_hex(12)
-        sealed = None
-        if live and embedding is not None:
-            sealed = ctx.secrets_of(tenant).seal_vector(
-                embedding, session_aad(run.caller.tenant_id, session_id)
-            )
         out = verdict.to_dict()
         summary = {"reasons": out["reasons"], "challenge_id": run.challenge_id}
-        ctx.store.add_liveness_session(
+        add_liveness_session(  # sealed under the keys current at the write, not ``tenant``'s
+            ctx,
             run.caller.tenant_id,
             session_id,
             live,
-            ctx.space_id,
-            sealed,
+            embedding,
             summary,
             ctx.now() + LIVENESS_SESSION_TTL_S,
             run.subject_id,

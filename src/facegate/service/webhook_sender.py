@@ -1,14 +1,17 @@
-"""Sending one webhook: the endpoint check (SSRF), the signature, and one HTTP POST.
+"""Sending one webhook: the signature, and one HTTP POST that cannot outlive its deadline.
 
-A tenant admin chooses the URL and the server posts to it, so the URL is a way into the
-operator's network unless checked: by default only ``https`` to hosts whose every address is
-public (not loopback, private, link-local, shared, multicast or reserved). The check runs when
-the URL is set and again at every attempt, and the request goes to the address that was checked
-(the name is kept for ``Host`` and for TLS's SNI and certificate check), so a name that resolves
-to a public address when checked and to ``127.0.0.1`` a moment later (DNS rebinding) reaches
-nothing inside. No proxy from the environment is used, and redirects are not followed (a
-3xx is a failed attempt). ``allow_private`` (``FACEGATE_WEBHOOK_ALLOW_PRIVATE``) lifts the
-address check and allows ``http``: for endpoints on the operator's own network, and the tests.
+The endpoint was checked first (service/webhook_targets.py: the SSRF filter); the request goes
+to the checked address, with the name in ``Host`` and in TLS's SNI and certificate check. No
+proxy from the environment is used, and redirects are not followed (a 3xx is a failed attempt).
+
+Every attempt has one total deadline (``FACEGATE_WEBHOOK_TIMEOUT_S``): DNS, connect, TLS, the
+request and the answer's status line together. A per-read timeout (httpx's) is not enough: a
+receiver that trickles one header byte every half second keeps such an attempt alive for ever.
+So the attempt runs on a plain socket, with h11 (the HTTP/1.1 state machine under httpx and
+uvicorn) framing the request and parsing the answer: each step's socket timeout is the time
+left, and a watchdog shuts the socket down at the deadline (which also ends a TLS handshake that
+is being trickled). Only the status line and the headers are read (at most
+``MAX_ANSWER_BYTES``, 1xx answers skipped; more is a failed attempt): the body is never needed.
 
 The signature: ``Facegate-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`` with
 ``Facegate-Timestamp`` (unix seconds) and ``Facegate-Event-Id`` (docs/webhooks.md shows a
@@ -17,102 +20,24 @@ receiver's check).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
-import ipaddress
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
+import h11
 import httpx
 
 from facegate import __version__
-from facegate.errors import InputError
+from facegate.service.webhook_targets import Target
 
-Resolver = Callable[[str, int], list[str]]
-MAX_URL_CHARS = 2000
-
-
-def resolve(host: str, port: int) -> list[str]:
-    """Every address the name resolves to (IPv4 and IPv6), or [] when it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return []
-    out: list[str] = []
-    for info in infos:
-        addr = str(info[4][0]).split("%")[0]  # drop an IPv6 scope id
-        if addr not in out:
-            out.append(addr)
-    return out
-
-
-@dataclass(frozen=True)
-class Target:
-    """A checked endpoint: where to connect (``address``) and what to call it (``host``)."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str  # path and query
-    address: str
-
-    def request_url(self) -> str:
-        ip = ipaddress.ip_address(self.address)
-        at = f"[{ip}]" if ip.version == 6 else str(ip)
-        return f"{self.scheme}://{at}:{self.port}{self.path}"
-
-    def host_header(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        name = f"[{self.host}]" if ":" in self.host else self.host
-        return name if self.port == default else f"{name}:{self.port}"
-
-
-def public_address(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-def check_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> Target:
-    """The endpoint a URL names, or ``InputError``: ``webhook_url_invalid`` (not an absolute
-    http(s) URL, credentials or a fragment in it), ``webhook_url_not_allowed`` (http, or an
-    address that is not public, unless ``allow_private``), ``webhook_url_unresolvable``."""
-    if len(url) > MAX_URL_CHARS:
-        raise InputError("the webhook URL is too long", code="webhook_url_invalid")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-        host = parts.hostname
-    except ValueError:
-        raise InputError("the webhook URL does not parse", code="webhook_url_invalid") from None
-    if parts.scheme not in ("https", "http") or not host:
-        raise InputError(
-            "the webhook URL must be an absolute https URL", code="webhook_url_invalid"
-        )
-    if parts.username is not None or parts.password is not None or parts.fragment:
-        raise InputError(
-            "the webhook URL must not carry credentials or a fragment (the signature"
-            " authenticates the server)",
-            code="webhook_url_invalid",
-        )
-    if parts.scheme == "http" and not allow_private:
-        raise InputError("the webhook URL must use https", code="webhook_url_not_allowed")
-    port = port or (443 if parts.scheme == "https" else 80)
-    addresses = resolver(host, port)
-    if not addresses:
-        raise InputError("the webhook host does not resolve", code="webhook_url_unresolvable")
-    if not allow_private and not all(public_address(a) for a in addresses):
-        raise InputError(
-            "the webhook host resolves to a loopback, private or link-local address",
-            code="webhook_url_not_allowed",
-        )
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, host, port, path, addresses[0])
+MAX_ANSWER_BYTES = 16384
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -145,47 +70,174 @@ class AttemptResult:
         return self.error is None
 
 
-def post(target: Target, body: bytes, headers: dict[str, str], timeout_s: float) -> AttemptResult:
-    """One POST to the checked address; 2xx is delivered, anything else is a failed attempt
-    with a code: ``http_status``, ``redirect_not_followed``, ``timeout``, ``tls_error``,
-    ``connect_failed``, ``request_failed``. The response body is never read.
+class _BadAnswerError(Exception):
+    """What came back is not an HTTP/1.x status line (or is too long for one)."""
 
-    httpx's transport, not its ``Client``: the client logs every request's URL at INFO (the
-    URL's query may hold the receiver's token), reads proxies from the environment and may
-    follow redirects; the transport does none of that."""
-    extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout_s).as_dict()}
-    if target.scheme == "https":
-        extensions["sni_hostname"] = target.host  # and the certificate is checked for it
-    request = httpx.Request(
-        "POST",
-        target.request_url(),
-        content=body,
-        headers={**headers, "Host": target.host_header(), "Connection": "close"},
-        extensions=extensions,
+
+class _ConnectFailedError(Exception):
+    """The TCP connection was refused or unreachable."""
+
+
+class Deadline:
+    """An attempt's total deadline; ``hold`` names the socket the watchdog shuts at its end."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0 or self.expired:
+            raise TimeoutError("the webhook attempt's deadline passed")
+        return left
+
+    def hold(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _abort(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _abort(self._sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _abort(sock: socket.socket) -> None:
+    """Wake whatever blocks on the socket (the owner closes it). The plain socket's shutdown
+    even for a TLS one: ``SSLSocket.shutdown`` would drop its TLS state under the reader."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verification (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), made once."""
+    return httpx.create_ssl_context()
+
+
+def _client() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_ANSWER_BYTES)
+
+
+def _request_bytes(
+    conn: h11.Connection, target: Target, body: bytes, headers: dict[str, str]
+) -> bytes:
+    """The request, framed by h11 (which refuses a target or header with control characters)."""
+    fields = [("Host", target.host_header()), *headers.items()]
+    fields += [("Content-Length", str(len(body))), ("Connection", "close")]
+    events = (
+        h11.Request(method="POST", target=target.path, headers=fields),
+        h11.Data(data=body),
+        h11.EndOfMessage(),
     )
+    return b"".join(conn.send(event) or b"" for event in events)
+
+
+def _plausible(start: bytes) -> None:
+    """An answer whose first bytes cannot begin ``HTTP/1.`` is refused at once, rather than
+    buffered up to the limit to find out."""
+    if not b"HTTP/1.".startswith(start[:7]):
+        raise _BadAnswerError
+
+
+def _next_status(conn: h11.Connection, data: bytes) -> int | None:
+    """The final status code once its header block is complete (1xx answers skipped), after
+    ``data`` more bytes; None: more is needed; ``_BadAnswerError`` when it is not HTTP/1.x."""
+    if data:
+        conn.receive_data(data)
     try:
-        with httpx.HTTPTransport(verify=True, retries=0) as transport:
-            response = transport.handle_request(request)
-            code = response.status_code
-            response.close()
-    except httpx.TimeoutException:
-        return AttemptResult(None, "timeout")
-    except httpx.ConnectError as exc:
-        return AttemptResult(None, "tls_error" if _caused_by_tls(exc) else "connect_failed")
-    except httpx.HTTPError:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                return None
+            if isinstance(event, h11.Response):
+                return int(event.status_code)
+            if not isinstance(event, h11.InformationalResponse):
+                raise _BadAnswerError
+    except h11.RemoteProtocolError as exc:
+        raise _BadAnswerError from exc
+
+
+def final_status(data: bytes) -> int | None:
+    """``_next_status`` of an answer read in one piece (the unit tests' view)."""
+    conn = _client()
+    _request_bytes(conn, Target("http", "x", 80, "/", "192.0.2.1"), b"", {})
+    _plausible(data)
+    return _next_status(conn, data)
+
+
+def _exchange(
+    target: Target, body: bytes, headers: dict[str, str], deadline: Deadline, timeout_s: float
+) -> int:
+    http = _client()
+    request = _request_bytes(http, target, body, headers)
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    conn: socket.socket = sock
+    try:
+        deadline.hold(sock)
+        sock.settimeout(min(timeout_s, deadline.left()))
+        try:
+            sock.connect((target.address, target.port))
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise _ConnectFailedError from exc
+        if target.scheme == "https":
+            conn = _tls_context().wrap_socket(
+                sock, server_hostname=target.host, do_handshake_on_connect=False
+            )
+            deadline.hold(conn)
+            conn.settimeout(deadline.left())
+            conn.do_handshake()
+        conn.settimeout(deadline.left())
+        conn.sendall(request)
+        read, start, chunk = 0, b"", b""
+        while (code := _next_status(http, chunk)) is None:
+            if read >= MAX_ANSWER_BYTES:
+                raise _BadAnswerError
+            conn.settimeout(deadline.left())
+            chunk = conn.recv(min(1024, MAX_ANSWER_BYTES - read))
+            if not chunk:
+                raise _BadAnswerError  # closed before a final status
+            read += len(chunk)
+            start = (start + chunk)[:7]
+            _plausible(start)
+        return code
+    finally:
+        conn.close()
+        if conn is not sock:
+            sock.close()
+
+
+def post(target: Target, body: bytes, headers: dict[str, str], timeout_s: float) -> AttemptResult:
+    """One POST to the checked address, all of it within ``timeout_s``; 2xx is delivered,
+    anything else is a failed attempt with a code: ``http_status``, ``redirect_not_followed``,
+    ``timeout``, ``tls_error``, ``connect_failed``, ``request_failed``. Nothing is logged here
+    (the URL's query may hold the receiver's token)."""
+    deadline = Deadline(timeout_s)
+    try:
+        code = _exchange(target, body, headers, deadline, timeout_s)
+    except Exception as exc:  # each kind of failure is a code; none escapes
+        if deadline.expired or isinstance(exc, TimeoutError):
+            return AttemptResult(None, "timeout")
+        if isinstance(exc, ssl.SSLError):
+            return AttemptResult(None, "tls_error")
+        if isinstance(exc, _ConnectFailedError):
+            return AttemptResult(None, "connect_failed")
         return AttemptResult(None, "request_failed")
+    finally:
+        deadline.cancel()
     if 200 <= code < 300:
         return AttemptResult(code, None)
     return AttemptResult(code, "redirect_not_followed" if 300 <= code < 400 else "http_status")
-
-
-def _caused_by_tls(exc: BaseException) -> bool:
-    """httpx wraps httpcore's error, which wraps the ``ssl`` one."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

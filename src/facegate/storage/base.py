@@ -1,167 +1,52 @@
-"""The storage contract: the rows the service reads, as typed values, and the ``Store``
-protocol listing every method the service calls. ``SQLiteStore`` (the embedded default) and
-``PostgresStore`` implement it with the same transactional meaning.
+"""The storage contract: the rows the service reads, as typed values (storage/rows.py,
+re-exported here), and the ``Store`` protocol listing every method the service calls.
+``SQLiteStore`` (the embedded default) and ``PostgresStore`` implement it with the same
+transactional meaning.
 
 Rows hold ciphertexts of (transformed) templates only: never an image or a plain embedding.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from facegate.storage.rows import (
+    ApiKeyRow,
+    AttemptPolicy,
+    AuditRecord,
+    CaptureLinkRow,
+    ConsentRow,
+    LivenessSessionRow,
+    LockState,
+    QuarantinedTemplate,
+    SubjectRow,
+    TemplateLogEntry,
+    TemplateRow,
+    TenantRow,
+)
 
 if TYPE_CHECKING:
+    from facegate.storage.tenant_keys import SealedRow
     from facegate.storage.webhooks import DeliveryRow, ExpiredLink, WebhookRow
 
-
-@dataclass(frozen=True)
-class TenantRow:
-    id: str
-    name: str
-    created_at: float
-    kek_version: int
-    wrapped_dek: bytes = field(repr=False)
-    sealed_transform_seed: bytes = field(repr=False)
-    transform_version: int
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ApiKeyRow:
-    id: str
-    tenant_id: str
-    secret_hash: str = field(repr=False)
-    roles: frozenset[str]
-    label: str
-    revoked: bool
-
-
-@dataclass(frozen=True)
-class SubjectRow:
-    tenant_id: str
-    id: str
-    external_ref: str | None
-    created_at: float
-    last_activity_at: float
-    erased_at: float | None
-
-    @property
-    def erased(self) -> bool:
-        return self.erased_at is not None
-
-
-@dataclass(frozen=True)
-class ConsentRow:
-    id: str
-    tenant_id: str
-    subject_id: str
-    purpose: str
-    text_version: str
-    method: str
-    granted_at: float
-    withdrawn_at: float | None
-
-
-@dataclass(frozen=True)
-class TemplateRow:
-    seq: int
-    id: str
-    tenant_id: str
-    subject_id: str
-    space_id: str
-    transform_version: int
-    sealed_vector: bytes = field(repr=False)
-    source: str
-    created_at: float
-
-
-@dataclass(frozen=True)
-class QuarantinedTemplate:
-    """A template whose sealed bytes did not open: named by its row, never blamed on a key."""
-
-    tenant_id: str
-    subject_id: str
-    template_id: str
-    quarantined_at: float
-
-
-@dataclass(frozen=True)
-class LivenessSessionRow:
-    """A liveness check's outcome, spent by one enrolment or verification."""
-
-    tenant_id: str
-    id: str
-    live: bool
-    space_id: str | None
-    sealed_vector: bytes | None = field(repr=False)
-    summary: dict[str, Any]
-    expires_at: float
-    used_at: float | None
-    subject_id: str | None = None
-    purpose: str | None = None
-
-
-@dataclass(frozen=True)
-class CaptureLinkRow:
-    """A capture link's state; its token is never stored (only its id)."""
-
-    tenant_id: str
-    id: str
-    subject_id: str
-    flow: str
-    key_id: str
-    created_at: float
-    expires_at: float
-    used_at: float | None = None
-    revoked_at: float | None = None
-    key_revoked: bool = False
-    outcome: str | None = None  # passed, failed, declined
-    outcome_at: float | None = None
-    result: dict[str, Any] | None = None  # live, match, reason codes: no biometric data
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    seq: int
-    at: float
-    tenant_id: str | None
-    actor: str
-    action: str
-    subject_id: str | None
-    outcome: str
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
-    key_version: int | None = None  # the master-key version whose chain key keyed ``hash``
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class AttemptPolicy:
-    """The lockout: ``max_failures`` counted failures within ``window_s`` lock the subject for
-    ``lock_s`` from the last of them."""
-
-    max_failures: int
-    window_s: float
-    lock_s: float
-
-
-@dataclass(frozen=True)
-class LockState:
-    locked_until: float | None
-    lockouts: int
-
-
-class TemplateLogEntry(NamedTuple):
-    """One insert or delete of a template; in-process indexes catch up by replaying these."""
-
-    seq: int
-    tenant_id: str
-    template_id: str
-    op: str  # "add" or "remove"
+__all__ = [
+    "ApiKeyRow",
+    "AttemptPolicy",
+    "AuditRecord",
+    "CaptureLinkRow",
+    "ConsentRow",
+    "LivenessSessionRow",
+    "LockState",
+    "QuarantinedTemplate",
+    "Store",
+    "SubjectRow",
+    "TemplateLogEntry",
+    "TemplateRow",
+    "TenantRow",
+    "VectorStore",
+]
 
 
 class Store(Protocol):
@@ -216,23 +101,17 @@ class Store(Protocol):
 
     def set_data_key_version(self, tenant_id: str, version: int) -> None: ...
 
-    def stamp_templates(self, tenant_id: str, version: int) -> None: ...
+    def rows_to_reseal(
+        self, kind: str, tenant_id: str, below: int, after_id: str, limit: int
+    ) -> list[SealedRow]: ...
 
-    def templates_to_reseal(
-        self, tenant_id: str, below: int, after_seq: int, limit: int
-    ) -> list[TemplateRow]: ...
-
-    def reseal_template(self, template_id: str, old: bytes, new: bytes, version: int) -> bool: ...
-
-    def sessions_to_reseal(
-        self, tenant_id: str, below: int, after_id: str, limit: int
-    ) -> list[tuple[str, bytes]]: ...
-
-    def reseal_session(
-        self, tenant_id: str, session_id: str, old: bytes, new: bytes, version: int
+    def reseal_row(
+        self, kind: str, tenant_id: str, row_id: str, old: bytes, new: bytes, version: int
     ) -> bool: ...
 
-    def rows_below_data_key(self, tenant_id: str, below: int) -> dict[str, Any]: ...
+    def delete_sealed_row(self, kind: str, tenant_id: str, row_id: str, old: bytes) -> bool: ...
+
+    def rows_below_data_key(self, tenant_id: str, below: int) -> dict[str, int]: ...
 
     def add_api_key(self, tenant_id: str, roles: frozenset[str], label: str, now: float) -> str: ...
 
@@ -287,7 +166,7 @@ class Store(Protocol):
     ) -> list[str]: ...
 
     def replace_template_vector(
-        self, template_id: str, sealed_vector: bytes, transform_version: int
+        self, template_id: str, sealed_vector: bytes, transform_version: int, dek_version: int
     ) -> None: ...
 
     def template_log_since(self, seq: int) -> list[TemplateLogEntry]: ...
@@ -314,6 +193,7 @@ class Store(Protocol):
         expires_at: float,
         subject_id: str | None = None,
         purpose: str | None = None,
+        dek_version: int | None = None,
     ) -> None: ...
 
     def take_liveness_session(
@@ -365,7 +245,13 @@ class Store(Protocol):
     ) -> bool: ...
 
     def claim_webhook_deliveries(
-        self, now: float, lease_s: float, limit: int
+        self,
+        now: float,
+        lease_s: float,
+        limit: int,
+        *,
+        max_attempts: int,
+        retry_after: Callable[[int], float],
     ) -> list[DeliveryRow]: ...
 
     def finish_webhook_attempt(

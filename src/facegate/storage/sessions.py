@@ -40,13 +40,16 @@ class SessionQueries(SQLBase):
         expires_at: float,
         subject_id: str | None = None,
         purpose: str | None = None,
+        dek_version: int | None = None,
     ) -> None:
+        """``dek_version``: the data key that sealed ``sealed_vector``, as the sealing code
+        says (None: unknown, re-sealed by the next data-key rotation)."""
         with self.tx() as db:
             db.execute("DELETE FROM liveness_sessions WHERE expires_at < ?", (expires_at - 7200,))
             db.execute(
                 "INSERT INTO liveness_sessions (tenant_id, id, live, space_id, sealed_vector,"
-                " summary, expires_at, used_at, subject_id, purpose)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                " summary, expires_at, used_at, subject_id, purpose, dek_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (
                     tenant_id,
                     session_id,
@@ -57,6 +60,7 @@ class SessionQueries(SQLBase):
                     expires_at,
                     subject_id,
                     purpose,
+                    dek_version,
                 ),
             )
 

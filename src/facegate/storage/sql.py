@@ -31,6 +31,11 @@ from facegate.storage.sessions import SessionQueries
 from facegate.storage.tenant_keys import TenantKeyQueries
 from facegate.storage.webhooks import WebhookQueries
 
+TENANT_SELECT = (
+    "SELECT t.*, COALESCE(v.dek_version, 1) AS dek_version FROM tenants t"
+    " LEFT JOIN tenant_dek_versions v ON v.tenant_id = t.id"
+)
+
 
 class SQLStore(
     AuditLog,
@@ -45,12 +50,16 @@ class SQLStore(
     stores_protected_vectors = False  # True where the database itself indexes (pgvector)
 
     # -- tenants and keys -------------------------------------------------------------------
+    # (a tenant's data-key version is read with its wrapped key, in one statement: whoever opens
+    # the keys knows which version they are; none listed: the tenant's first key)
 
     def add_tenant(self, row: TenantRow) -> None:
         with self.tx() as db:
             try:
                 db.execute(
-                    "INSERT INTO tenants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tenants (id, name, created_at, kek_version, wrapped_dek,"
+                    " sealed_transform_seed, transform_version, settings)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row.id,
                         row.name,
@@ -77,20 +86,21 @@ class SQLStore(
             r["sealed_transform_seed"],
             r["transform_version"],
             json.loads(r["settings"]),
+            int(r["dek_version"]),
         )
 
     def get_tenant(self, tenant_id: str) -> TenantRow | None:
         return self._tenant(
-            self._db().execute("SELECT * FROM tenants WHERE id=?", (tenant_id,)).fetchone()
+            self._db().execute(TENANT_SELECT + " WHERE t.id=?", (tenant_id,)).fetchone()
         )
 
     def tenant_by_name(self, name: str) -> TenantRow | None:
         return self._tenant(
-            self._db().execute("SELECT * FROM tenants WHERE name=?", (name,)).fetchone()
+            self._db().execute(TENANT_SELECT + " WHERE t.name=?", (name,)).fetchone()
         )
 
     def list_tenants(self) -> list[TenantRow]:
-        return [t for t in map(self._tenant, self._db().execute("SELECT * FROM tenants")) if t]
+        return [t for t in map(self._tenant, self._db().execute(TENANT_SELECT)) if t]
 
     def update_tenant_settings(self, tenant_id: str, settings: dict[str, Any]) -> None:
         with self.tx() as db:
@@ -227,7 +237,8 @@ class SQLStore(
         with self.tx() as db:
             db.execute(
                 "INSERT INTO templates (id, tenant_id, subject_id, space_id, transform_version,"
-                " sealed_vector, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " sealed_vector, source, created_at, dek_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.id,
                     row.tenant_id,
@@ -237,6 +248,7 @@ class SQLStore(
                     row.sealed_vector,
                     row.source,
                     row.created_at,
+                    row.dek_version,  # the key that sealed it, as the sealing code says
                 ),
             )
             self._lock_log(db)
@@ -256,6 +268,7 @@ class SQLStore(
             r["sealed_vector"],
             r["source"],
             r["created_at"],
+            r["dek_version"],
         )
 
     def templates_of(self, tenant_id: str, subject_id: str) -> list[TemplateRow]:
@@ -343,15 +356,16 @@ class SQLStore(
             return ids
 
     def replace_template_vector(
-        self, template_id: str, sealed_vector: bytes, transform_version: int
+        self, template_id: str, sealed_vector: bytes, transform_version: int, dek_version: int
     ) -> None:
         """A new sealed vector (a renewed transform): the log records it as a removal and an
         addition, so every worker's in-memory index swaps the vector without a restart."""
         with self.tx() as db:
             r = db.execute("SELECT tenant_id FROM templates WHERE id=?", (template_id,)).fetchone()
             db.execute(
-                "UPDATE templates SET sealed_vector=?, transform_version=? WHERE id=?",
-                (sealed_vector, transform_version, template_id),
+                "UPDATE templates SET sealed_vector=?, transform_version=?, dek_version=?"
+                " WHERE id=?",
+                (sealed_vector, transform_version, dek_version, template_id),
             )
             if r is not None:
                 self._lock_log(db)

@@ -5,15 +5,19 @@ old key is kept here (by its data-key version), wrapped by the master key like t
 only so that the tenant's export can still open audit details sealed before. Nothing else is
 ever opened with a retired key.
 
-Every template and liveness session says which data-key version sealed it (``dek_version``,
-stamped on insert from the tenant's by a trigger, migration 10): a rotation re-seals the rows
-below the new version in batches, so a rerun after a crash continues where it stopped."""
+``tenant_dek_versions`` says which data-key version a tenant's current key is (changed in the
+transaction that installs the key, read with the tenant's row in one statement), and every
+template, liveness session and webhook endpoint says which version sealed it (``dek_version``,
+migration 10), written by the code that sealed it from the keys it sealed with
+(``TenantSecrets.dek_version``), never guessed from the tenant's version at insert time: a row
+sealed with keys read before a rotation's switch and written after it is marked old, and
+re-sealed. A rotation re-seals the rows below the new version in batches, so a rerun after a
+crash continues where it stopped."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from facegate.storage.base import TemplateRow
 from facegate.storage.connection import SQLBase
 
 
@@ -22,6 +26,29 @@ class RetiredKey(NamedTuple):
     version: int  # its data-key version (before migration 10: the transform version it served)
     kek_version: int
     wrapped_dek: bytes
+
+
+class SealedRow(NamedTuple):
+    """One row sealed under a tenant's data key, as a rotation re-seals it."""
+
+    id: str  # the template's or session's id; the tenant's id for its webhook endpoint
+    sealed: bytes
+    subject_id: str | None  # with space_id: what a template's associated data names
+    space_id: str | None
+
+
+# What a rotation re-seals, by kind: (table, key column, sealed column, the rows that count)
+SEALED_KINDS: dict[str, tuple[str, str, str, str]] = {
+    "templates": ("templates", "id", "sealed_vector", "quarantined_at IS NULL"),
+    "sessions": ("liveness_sessions", "id", "sealed_vector", "sealed_vector IS NOT NULL"),
+    "webhook": ("webhooks", "tenant_id", "sealed_config", "sealed_config IS NOT NULL"),
+}
+
+
+def _kind(kind: str) -> tuple[str, str, str, str]:
+    if kind not in SEALED_KINDS:  # the SQL below is built from these names only
+        raise ValueError(f"unknown sealed kind {kind!r}")
+    return SEALED_KINDS[kind]
 
 
 class TenantKeyQueries(SQLBase):
@@ -96,11 +123,11 @@ class TenantKeyQueries(SQLBase):
             r = db.execute(
                 "SELECT dek_version FROM tenant_dek_versions WHERE tenant_id=?", (tenant_id,)
             ).fetchone()
-        return int(r["dek_version"]) if r is not None else 1  # none listed: the tenant's first key
+        return int(r["dek_version"]) if r is not None else 1  # none listed: the first key
 
     def set_data_key_version(self, tenant_id: str, version: int) -> None:
-        """Inside the transaction that installs the key: rows inserted from then on are stamped
-        with it."""
+        """Inside the transaction that installs the key (``update_tenant_keys``): whoever reads
+        the tenant's row reads the key and its version together."""
         with self.tx() as db:
             db.execute(
                 "INSERT INTO tenant_dek_versions (tenant_id, dek_version) VALUES (?, ?)"
@@ -108,86 +135,62 @@ class TenantKeyQueries(SQLBase):
                 (tenant_id, version),
             )
 
-    def stamp_templates(self, tenant_id: str, version: int) -> None:
-        """After a renewal re-sealed every template under the new key in one transaction."""
-        with self.tx() as db:
-            db.execute("UPDATE templates SET dek_version=? WHERE tenant_id=?", (version, tenant_id))
-
-    def templates_to_reseal(
-        self, tenant_id: str, below: int, after_seq: int, limit: int
-    ) -> list[TemplateRow]:
-        """Up to ``limit`` templates sealed under a data-key version below ``below``, in ``seq``
-        order after ``after_seq``, quarantined rows left out (they open under no key)."""
-        with self.tx() as db:
-            rows = db.execute(
-                "SELECT seq, id, tenant_id, subject_id, space_id, transform_version,"
-                " sealed_vector, source, created_at FROM templates"
-                " WHERE tenant_id=? AND (dek_version IS NULL OR dek_version<?) AND seq>?"
-                " AND quarantined_at IS NULL ORDER BY seq LIMIT ?",
-                (tenant_id, below, after_seq, limit),
-            ).fetchall()
-        return [
-            TemplateRow(
-                int(r["seq"]),
-                r["id"],
-                r["tenant_id"],
-                r["subject_id"],
-                r["space_id"],
-                int(r["transform_version"]),
-                bytes(r["sealed_vector"]),
-                r["source"],
-                float(r["created_at"]),
-            )
-            for r in rows
-        ]
-
-    def reseal_template(self, template_id: str, old: bytes, new: bytes, version: int) -> bool:
-        """Swap a template's sealed bytes, only if they are still ``old`` (an erasure or a
-        renewal meanwhile wins). The protected vector is the same, so no worker's in-memory
-        index has anything to follow: the template log is not written."""
-        with self.tx() as db:
-            cur = db.execute(
-                "UPDATE templates SET sealed_vector=?, dek_version=?"
-                " WHERE id=? AND sealed_vector=?",
-                (new, version, template_id, old),
-            )
-            return bool(cur.rowcount)
-
-    def sessions_to_reseal(
-        self, tenant_id: str, below: int, after_id: str, limit: int
-    ) -> list[tuple[str, bytes]]:
-        """(session id, sealed vector) of liveness sessions sealed under an older data key."""
+    def rows_to_reseal(
+        self, kind: str, tenant_id: str, below: int, after_id: str, limit: int
+    ) -> list[SealedRow]:
+        """Up to ``limit`` rows of one kind sealed under a data-key version below ``below`` (or
+        an unknown one), in id order after ``after_id``; quarantined templates left out (they
+        open under no key)."""
+        table, key, blob, where = _kind(kind)
+        names = (
+            "subject_id, space_id" if kind != "webhook" else "NULL AS subject_id, NULL AS space_id"
+        )
         with self.tx() as db:
             rows = db.execute(
-                "SELECT id, sealed_vector FROM liveness_sessions WHERE tenant_id=?"
-                " AND sealed_vector IS NOT NULL AND (dek_version IS NULL OR dek_version<?)"
-                " AND id>? ORDER BY id LIMIT ?",
+                f"SELECT {key} AS id, {blob} AS sealed, {names} FROM {table}"
+                f" WHERE tenant_id=? AND {where} AND (dek_version IS NULL OR dek_version<?)"
+                f" AND {key}>? ORDER BY {key} LIMIT ?",
                 (tenant_id, below, after_id, limit),
             ).fetchall()
-        return [(r["id"], bytes(r["sealed_vector"])) for r in rows]
+        return [
+            SealedRow(r["id"], bytes(r["sealed"]), r["subject_id"], r["space_id"]) for r in rows
+        ]
 
-    def reseal_session(
-        self, tenant_id: str, session_id: str, old: bytes, new: bytes, version: int
+    def reseal_row(
+        self, kind: str, tenant_id: str, row_id: str, old: bytes, new: bytes, version: int
     ) -> bool:
+        """Swap a row's sealed bytes, only if they are still ``old`` (an erasure, a renewal or
+        a change meanwhile wins). A template's protected vector is the same, so no worker's
+        in-memory index has anything to follow: the template log is not written."""
+        table, key, blob, _ = _kind(kind)
         with self.tx() as db:
             cur = db.execute(
-                "UPDATE liveness_sessions SET sealed_vector=?, dek_version=?"
-                " WHERE tenant_id=? AND id=? AND sealed_vector=?",
-                (new, version, tenant_id, session_id, old),
+                f"UPDATE {table} SET {blob}=?, dek_version=?"
+                f" WHERE tenant_id=? AND {key}=? AND {blob}=?",
+                (new, version, tenant_id, row_id, old),
             )
             return bool(cur.rowcount)
 
-    def rows_below_data_key(self, tenant_id: str, below: int) -> dict[str, Any]:
-        """How many rows are still sealed under an older data key (quarantined ones apart)."""
+    def delete_sealed_row(self, kind: str, tenant_id: str, row_id: str, old: bytes) -> bool:
+        """Remove a row that opens under no key the tenant holds (only if still ``old``)."""
+        table, key, blob, _ = _kind(kind)
         with self.tx() as db:
-            templates = db.execute(
-                "SELECT COUNT(*) AS n FROM templates WHERE tenant_id=? AND quarantined_at IS NULL"
-                " AND (dek_version IS NULL OR dek_version<?)",
-                (tenant_id, below),
-            ).fetchone()
-            sessions = db.execute(
-                "SELECT COUNT(*) AS n FROM liveness_sessions WHERE tenant_id=?"
-                " AND sealed_vector IS NOT NULL AND (dek_version IS NULL OR dek_version<?)",
-                (tenant_id, below),
-            ).fetchone()
-        return {"templates": int(templates["n"]), "sessions": int(sessions["n"])}
+            cur = db.execute(
+                f"DELETE FROM {table} WHERE tenant_id=? AND {key}=? AND {blob}=?",
+                (tenant_id, row_id, old),
+            )
+            return bool(cur.rowcount)
+
+    def rows_below_data_key(self, tenant_id: str, below: int) -> dict[str, int]:
+        """How many rows of each kind are still sealed under an older (or unknown) data key,
+        quarantined templates apart."""
+        out: dict[str, int] = {}
+        with self.tx() as db:
+            for kind, (table, _, _, where) in SEALED_KINDS.items():
+                r = db.execute(
+                    f"SELECT COUNT(*) AS n FROM {table} WHERE tenant_id=? AND {where}"
+                    " AND (dek_version IS NULL OR dek_version<?)",
+                    (tenant_id, below),
+                ).fetchone()
+                out[kind] = int(r["n"])
+        return out

@@ -6,15 +6,17 @@ so an event is never lost to a crash between the two. A delivery attempt is clai
 conditional ``UPDATE`` (``claimed_until`` in the past or NULL, still pending and due): of two
 workers or machines racing for a row exactly one sees ``rowcount == 1``, on SQLite (one writer
 at a time) and on PostgreSQL (the loser's UPDATE waits for the row lock, then re-reads the
-condition and matches nothing). A claim is a lease: a worker that dies mid-attempt leaves the
-row to be claimed again once ``claimed_until`` has passed. The attempt's result is written only
-by the holder of the claim (its random ``claim`` token).
+condition and matches nothing). A claim is a lease, and it moves the row's next attempt past the
+lease and the back-off: a worker that dies mid-attempt leaves the row to be tried again then, as
+after a failed attempt (never at once, never beyond ``max_attempts``). The attempt's result is
+written only by the holder of the claim (its random ``claim`` token).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ class WebhookRow:
     events: tuple[str, ...]
     created_at: float
     updated_at: float
+    dek_version: int | None = None  # the data key that sealed it (None: unknown, re-sealed)
 
 
 @dataclass(frozen=True)
@@ -88,25 +91,34 @@ class WebhookQueries(SQLBase):
             tuple(json.loads(r["events"])),
             float(r["created_at"]),
             float(r["updated_at"]),
+            r["dek_version"],
         )
 
     def put_webhook(self, row: WebhookRow) -> None:
         """Create or replace the tenant's endpoint (``created_at`` is kept on a replace)."""
         with self.tx() as db:
             updated = db.execute(
-                "UPDATE webhooks SET sealed_config=?, events=?, updated_at=? WHERE tenant_id=?",
-                (row.sealed_config, json.dumps(list(row.events)), row.updated_at, row.tenant_id),
+                "UPDATE webhooks SET sealed_config=?, events=?, updated_at=?, dek_version=?"
+                " WHERE tenant_id=?",
+                (
+                    row.sealed_config,
+                    json.dumps(list(row.events)),
+                    row.updated_at,
+                    row.dek_version,
+                    row.tenant_id,
+                ),
             ).rowcount
             if not updated:
                 db.execute(
                     "INSERT INTO webhooks (tenant_id, sealed_config, events, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?)",
+                    " updated_at, dek_version) VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         row.tenant_id,
                         row.sealed_config,
                         json.dumps(list(row.events)),
                         row.created_at,
                         row.updated_at,
+                        row.dek_version,
                     ),
                 )
 
@@ -139,35 +151,62 @@ class WebhookQueries(SQLBase):
                 return False
             return True
 
-    def claim_webhook_deliveries(self, now: float, lease_s: float, limit: int) -> list[DeliveryRow]:
+    def claim_webhook_deliveries(
+        self,
+        now: float,
+        lease_s: float,
+        limit: int,
+        *,
+        max_attempts: int,
+        retry_after: Callable[[int], float],
+    ) -> list[DeliveryRow]:
         """Up to ``limit`` due deliveries, each claimed for this caller alone until
-        ``now + lease_s``; the claim counts the attempt. One transaction per row, so that two
-        claimers never hold locks on several rows in different orders."""
+        ``now + lease_s``; the claim counts the attempt and moves ``next_attempt_at`` to the
+        lease's end plus ``retry_after(attempts)``, so that an attempt whose worker never
+        records it counts as failed (``attempt_abandoned``) and is retried after the back-off,
+        not at once. A due row that already had ``max_attempts`` (its last attempt abandoned)
+        is marked failed instead. One transaction per row, so that two claimers never hold
+        locks on several rows in different orders."""
         candidates = (
             self._db()
             .execute(
-                "SELECT tenant_id, id FROM webhook_deliveries WHERE status='pending'"
+                "SELECT tenant_id, id, attempts FROM webhook_deliveries WHERE status='pending'"
                 " AND next_attempt_at<=? AND (claimed_until IS NULL OR claimed_until<?)"
                 " ORDER BY next_attempt_at LIMIT ?",
                 (now, now, limit),
             )
             .fetchall()
         )
+        due = (
+            " AND status='pending' AND next_attempt_at<=?"
+            " AND (claimed_until IS NULL OR claimed_until<?)"
+        )
+        abandoned = "CASE WHEN claimed_until IS NULL THEN last_error ELSE 'attempt_abandoned' END"
         claimed: list[DeliveryRow] = []
         for c in candidates:
+            key = (c["tenant_id"], c["id"])
+            if int(c["attempts"]) >= max_attempts:
+                with self.tx() as db:
+                    db.execute(
+                        f"UPDATE webhook_deliveries SET status='failed', last_error={abandoned},"
+                        " claimed_until=NULL, claim=NULL WHERE tenant_id=? AND id=?"
+                        f" AND attempts>=?{due}",
+                        (*key, max_attempts, now, now),
+                    )
+                continue
             token = secrets.token_hex(8)
+            retry_at = now + lease_s + retry_after(int(c["attempts"]) + 1)
             with self.tx() as db:
                 won = db.execute(
-                    "UPDATE webhook_deliveries SET claimed_until=?, claim=?, attempts=attempts+1"
-                    " WHERE tenant_id=? AND id=? AND status='pending' AND next_attempt_at<=?"
-                    " AND (claimed_until IS NULL OR claimed_until<?)",
-                    (now + lease_s, token, c["tenant_id"], c["id"], now, now),
+                    "UPDATE webhook_deliveries SET claimed_until=?, claim=?, attempts=attempts+1,"
+                    f" next_attempt_at=?, last_error={abandoned}"
+                    f" WHERE tenant_id=? AND id=? AND attempts<?{due}",
+                    (now + lease_s, token, retry_at, *key, max_attempts, now, now),
                 ).rowcount
                 if won != 1:
                     continue
                 r = db.execute(
-                    "SELECT * FROM webhook_deliveries WHERE tenant_id=? AND id=?",
-                    (c["tenant_id"], c["id"]),
+                    "SELECT * FROM webhook_deliveries WHERE tenant_id=? AND id=?", key
                 ).fetchone()
             claimed.append(_delivery(r))
         return claimed

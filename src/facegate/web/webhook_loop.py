@@ -1,7 +1,9 @@
 """Each worker's webhook delivery loop: every ``FACEGATE_WEBHOOK_POLL_S`` seconds, one pass of
-``Webhooks.deliver_due`` in a thread (it waits on the database and on receivers, never
-on the event loop). Every worker of every machine runs one; the store's claims make sure each
-attempt is made by one of them (storage/webhooks.py)."""
+``Webhooks.deliver_due`` in a thread (it waits on the database, never on the event loop, and
+never on a receiver: the attempts run in the service's sender threads, each within its
+deadline, service/webhook_delivery.py). Every worker of every machine runs one; the store's
+claims make sure each attempt is made by one of them (storage/webhooks.py). At shutdown the
+attempts in flight may finish (each within its deadline); no new one starts."""
 
 from __future__ import annotations
 
@@ -63,3 +65,4 @@ async def webhook_deliveries(service: Any, settings: Settings) -> AsyncIterator[
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await to_thread.run_sync(webhooks.close)

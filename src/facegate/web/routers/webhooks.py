@@ -47,7 +47,8 @@ def webhook_delete(caller: AdminDep, svc: ServiceDep) -> dict[str, Any]:
     "/v1/tenant/webhook/rotate-secret", response_model=Webhook, responses=problem_responses(404)
 )
 def webhook_rotate(caller: AdminDep, svc: ServiceDep) -> dict[str, Any]:
-    """A new signing secret (shown once); for a day the old one also signs each event."""
+    """A new signing secret (shown once); for a day the old one also signs each event. Only one
+    previous secret is kept: a second rotation within the day ends the first one's grace."""
     return svc.rotate_webhook_secret(caller)
 
 

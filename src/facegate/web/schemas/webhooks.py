@@ -56,7 +56,8 @@ class WebhookDelivery(Out):
     last_status_code: int | None = Field(description="your receiver's last answer, if any")
     last_error: str | None = Field(
         description="why the last attempt failed: http_status, redirect_not_followed, timeout,"
-        " tls_error, connect_failed, webhook_url_not_allowed, webhook_url_unresolvable, ..."
+        " tls_error, connect_failed, request_failed, webhook_url_not_allowed,"
+        " webhook_url_invalid, webhook_removed, attempt_abandoned, internal_error"
     )
     next_attempt_at: float | None = Field(description="unix time of the next try, if pending")
     created_at: float
