@@ -131,3 +131,32 @@ def test_the_http_service_runs_on_a_token(deployment, engine, shared_data: Path,
         assert not (tmp_path / "srv" / "keys" / "master.keys").exists()
     finally:
         stop_server(server)
+
+
+def test_a_running_worker_follows_a_rotation_made_by_the_cli(deployment, engine) -> None:
+    """`keys rotate` in another process (its own PKCS#11 login): a worker that is not restarted
+    unwraps the data keys it re-wrapped under the new version (re-listing the token once) and
+    wraps new data keys under that version from then on; a ring that has not met the version
+    yet moves to it on refresh()."""
+    _, env = deployment
+    assert run(env, "keys", "init-token")[0] == 0
+    svc, settings = open_facade(env, engine)
+    ring = svc.ctx.ring
+    tenant, _ = svc.create_tenant("t", {"require_liveness": False})
+    dek = svc.secrets_of(svc.tenant(tenant.id)).dek
+    idle = open_master_keys(settings)
+    assert ring.current == 1 == idle.current
+
+    code, out = run(env, "keys", "rotate")
+    assert code == 0 and out["master_key_version"] == 2 and out["tenants_rewrapped"] == 1, out
+    row = svc.store.get_tenant(tenant.id)
+    assert row is not None and row.kek_version == 2
+    assert ring.unwrap(2, row.wrapped_dek, tenant.id)[:32] == dek  # no restart
+    assert ring.current == 2
+    later, _ = svc.create_tenant("later", {"require_liveness": False})
+    row = svc.store.get_tenant(later.id)
+    assert row is not None and row.kek_version == 2  # wrapped under the new version
+
+    assert idle.current == 1  # its listing is recent: not re-read on every call
+    idle.refresh()
+    assert idle.current == 2 and idle.wrap(dek, tenant.id)[0] == 2

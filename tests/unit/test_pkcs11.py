@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers.softhsm import Token, make_token
 
 from facegate.errors import ConfigError, ProtectionError, UnavailableError
+from facegate.protection import pkcs11_ring
 from facegate.protection.audit_keys import chain_key, check_checkpoint, sign_checkpoint
 from facegate.protection.crypto import load_keyring
 from facegate.protection.pkcs11_ring import (
@@ -148,6 +150,114 @@ def test_the_pin_comes_from_a_private_file(token: Token, tmp_path: Path) -> None
     assert err.value.code == "key_token_unavailable"
     with pytest.raises(UnavailableError):
         open_pkcs11_ring(token.module, "no-such-token", token.pin_file).versions()
+
+
+# another process (its own PKCS#11 login) adds a version and wraps a data key under it
+ROTATE = """
+import json, sys
+from pathlib import Path
+from facegate.protection.pkcs11_ring import open_pkcs11_ring
+ring = open_pkcs11_ring(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))
+version = ring.add_version()
+got, wrapped = ring.wrap(bytes.fromhex(sys.argv[4]), "t1")
+print(json.dumps({"version": version, "wrapped_version": got, "wrapped": wrapped.hex()}))
+"""
+
+
+def rotate_elsewhere(token: Token, dek: bytes) -> tuple[int, bytes]:
+    args = [str(token.module), token.label, str(token.pin_file), dek.hex()]
+    out = subprocess.run(
+        [sys.executable, "-c", ROTATE, *args],
+        capture_output=True, text=True, check=True, env={**os.environ, **token.env()},
+    )  # fmt: skip
+    got = json.loads(out.stdout)
+    assert got["version"] == got["wrapped_version"]
+    return got["version"], bytes.fromhex(got["wrapped"])
+
+
+def test_a_rotation_in_another_process_reaches_a_running_ring(token: Token) -> None:
+    ring = ring_of(token)
+    init_token(ring)
+    assert ring.wrap(os.urandom(32), "t1")[0] == 1
+    dek = os.urandom(32)
+    version, wrapped = rotate_elsewhere(token, dek)
+    assert version == 2
+    # a version not in the listing: the ring re-lists the token once, then knows it
+    assert ring.unwrap(2, wrapped, "t1") == dek
+    assert ring.current == 2 and ring.wrap(dek, "t1")[0] == 2
+
+    # a ring that never asks for the new version by number: refresh(), as the file ring
+    other = ring_of(token)
+    assert other.current == 2
+    dek3 = os.urandom(32)
+    assert rotate_elsewhere(token, dek3)[0] == 3
+    assert other.current == 2  # the listing is recent: no token round trip per call
+    other.refresh()
+    assert other.versions() == [1, 2, 3] and other.wrap(dek, "t1")[0] == 3
+    assert other.derive(3, b"x") == ring.derive(3, b"x")  # ring: unknown, re-listed
+
+    # still unknown after re-listing: 503 master_key_unknown, never an error about the data
+    for call in (lambda: ring.unwrap(9, wrapped, "t1"), lambda: ring.derive(9, b"x")):
+        with pytest.raises(UnavailableError) as err:
+            call()
+        assert err.value.code == "master_key_unknown" and err.value.status == 503
+
+
+def test_an_old_listing_is_renewed_before_wrapping(
+    token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that only wraps (new tenants, data-key rotations) and never meets the new
+    version by number still moves to it once its listing is LISTING_MAX_AGE_S old."""
+    ring = ring_of(token)
+    init_token(ring)
+    assert rotate_elsewhere(token, os.urandom(32))[0] == 2
+    assert ring.wrap(os.urandom(32), "t1")[0] == 1  # listed just now, before the rotation
+    monkeypatch.setattr(pkcs11_ring, "LISTING_MAX_AGE_S", 0.0)
+    version, wrapped = ring.wrap(b"k" * 32, "t1")
+    assert version == 2 == ring.current and ring.unwrap(2, wrapped, "t1") == b"k" * 32
+
+
+def private_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_the_pin_file_is_opened_once_and_checked_on_its_descriptor(tmp_path: Path) -> None:
+    pin = "pin-" + os.urandom(6).hex()
+    good = private_file(tmp_path / "good.pin", pin + "\n")
+    assert read_pin(good) == pin
+    link = tmp_path / "link.pin"
+    link.symlink_to(good)  # even to a good file: a link is where a swap would happen
+    loose = private_file(tmp_path / "loose.pin", pin, 0o644)
+    group = private_file(tmp_path / "group.pin", pin, 0o640)
+    folder = tmp_path / "folder.pin"
+    folder.mkdir(mode=0o700)
+    fifo = tmp_path / "fifo.pin"
+    os.mkfifo(fifo, 0o600)  # must be refused, not waited on for a writer
+    empty = private_file(tmp_path / "empty.pin", "\n")
+    big = private_file(tmp_path / "big.pin", "x" * 5000)
+    cases = {
+        link: "symbolic link",
+        loose: "owner only",
+        group: "owner only",
+        folder: "regular file",
+        fifo: "regular file",
+        empty: "empty",
+        big: "not a large file",
+        tmp_path / "missing.pin": "cannot be read",
+    }
+    if os.geteuid() == 0:  # only root can give a file away
+        other = private_file(tmp_path / "other.pin", pin)
+        os.chown(other, 65534, 65534)
+        cases[other] = "owned by the user"
+    for path, rule in cases.items():
+        with pytest.raises(ConfigError) as err:
+            read_pin(path)
+        assert err.value.code == "bad_setting", path
+        assert rule in str(err.value), (path, str(err.value))
+        assert pin not in str(err.value) and pin not in repr(err.value.__cause__)
+    assert read_pin(good) == pin  # nothing above changed the good file
 
 
 def test_the_file_ring_derives_as_before(tmp_path: Path) -> None:

@@ -16,19 +16,23 @@ once, with the same attributes: ``token_import``):
   token and only those sub-keys reach the process. A separate key, not CMAC under the AES key:
   one key for one algorithm, and HMAC gives the 32 bytes the derived keys need.
 
-The highest version in the token is the current one. The PIN is read from a 0600 file, held with
-``repr=False`` and never logged. One logged-in session per process and token, one operation at
+The highest version in the token is the current one; a ring re-lists the token when asked for a
+version it has not seen and at least every ``LISTING_MAX_AGE_S``, so a rotation made by another
+process reaches it without a restart. The PIN is read from a private file (``read_pin``), held
+with ``repr=False`` and never logged. One logged-in session per process and token, one operation at
 a time (a PKCS#11 session is not safe for concurrent operations), re-opened after a fork.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import re
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +45,10 @@ from facegate.protection.crypto import NONCE_BYTES, dek_aad, unknown_version
 WRAP_LABEL = "facegate-master-v{}"
 DERIVE_LABEL = "facegate-derive-v{}"
 _LABEL = re.compile(r"^facegate-(master|derive)-v(\d+)$")
+# How long a ring trusts its listing of the token's versions before re-listing (one
+# C_FindObjects): a version added by `keys rotate` in another process becomes current here
+# within this time even if nothing asks for it by number.
+LISTING_MAX_AGE_S = 60.0
 
 
 def _pkcs11() -> Any:
@@ -55,19 +63,53 @@ def _pkcs11() -> Any:
     return pkcs11
 
 
+_PIN_RULE = "FACEGATE_PKCS11_PIN_FILE must be "
+_PIN_MAX_BYTES = 4096
+
+
 def read_pin(path: Path) -> str:
     """The user PIN from a file only its owner can read (never an environment variable, which
-    ends up in process listings, crash reports and ``env`` dumps)."""
+    ends up in process listings, crash reports and ``env`` dumps).
+
+    The file is opened once (``O_NOFOLLOW``: a symbolic link in its place is refused, not
+    followed; ``O_NONBLOCK``: a FIFO cannot stall the start) and every check is made on that
+    descriptor, which is then read: nothing can swap the file between the check and the read.
+    It must be a regular file, owned by the user the process runs as (or root), with no group
+    or other permission bits. A refusal names the rule, never the PIN."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        st = path.stat()
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                _PIN_RULE + "a file, not a symbolic link", code="bad_setting"
+            ) from exc
+        raise ConfigError("FACEGATE_PKCS11_PIN_FILE cannot be read", code="bad_setting") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(_PIN_RULE + "a regular file", code="bad_setting")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise ConfigError(
+                _PIN_RULE + "owned by the user facegate runs as (or root)", code="bad_setting"
+            )
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
-                "FACEGATE_PKCS11_PIN_FILE must be readable by its owner only (chmod 600)",
-                code="bad_setting",
+                _PIN_RULE + "readable by its owner only (chmod 600)", code="bad_setting"
             )
-        pin = path.read_text().strip()
+        raw = b""
+        while len(raw) <= _PIN_MAX_BYTES and (chunk := os.read(fd, _PIN_MAX_BYTES + 1)):
+            raw += chunk
     except OSError as exc:
         raise ConfigError("FACEGATE_PKCS11_PIN_FILE cannot be read", code="bad_setting") from exc
+    finally:
+        os.close(fd)
+    if len(raw) > _PIN_MAX_BYTES:
+        raise ConfigError(_PIN_RULE + "a PIN, not a large file", code="bad_setting")
+    try:
+        pin = raw.decode().strip()
+    except UnicodeDecodeError:
+        raise ConfigError(_PIN_RULE + "UTF-8 text", code="bad_setting") from None  # no bytes
     if not pin:
         raise ConfigError("FACEGATE_PKCS11_PIN_FILE is empty", code="bad_setting")
     return pin
@@ -114,6 +156,7 @@ class Pkcs11KeyRing:
     _keys: dict[int, tuple[Any, Any]] = field(default_factory=dict, repr=False)
     _derived: dict[tuple[int, bytes], bytes] = field(default_factory=dict, repr=False)
     _session: Any = field(default=None, repr=False)
+    _listed_at: float = field(default=0.0, repr=False)
 
     # --- the token session -------------------------------------------------------------------
 
@@ -157,6 +200,7 @@ class Pkcs11KeyRing:
     def _load(self, session: Any) -> None:
         found = token_objects(session)
         self._keys = {v: (o["master"], o["derive"]) for v, o in found.items() if len(o) == 2}
+        self._listed_at = time.monotonic()
 
     def _pair(self, version: int) -> tuple[Any, Any]:
         if version not in self._keys:
@@ -183,13 +227,20 @@ class Pkcs11KeyRing:
         return True
 
     def versions(self) -> list[int]:
+        """The versions in the token, highest (``current``) last: listed once, then again when
+        the listing is older than ``LISTING_MAX_AGE_S`` (another process may have rotated)."""
         with self._open() as session:
-            if not self._keys:
+            if not self._keys or time.monotonic() - self._listed_at > LISTING_MAX_AGE_S:
                 self._load(session)
             return sorted(self._keys)
 
     def refresh(self) -> None:
-        """Re-list the token's keys (another process may have added or retired a version)."""
+        """Re-list the token's keys now: a version another process added is usable and, being
+        the highest, ``current``; one it destroyed (``keys retire``) is gone at once, unlike the
+        key file's ring, which keeps a retired key in memory until restart: a destroyed token
+        object cannot be used any more, so its handle would only fail later. Also run by
+        ``unwrap``/``derive`` once for a version not in the listing, before answering 503
+        ``master_key_unknown``."""
         with self._open() as session:
             self._load(session)
 
