@@ -387,3 +387,35 @@ def test_a_stale_reader_does_not_quarantine_a_resealed_template(workers, shared_
     assert t.dek_version == 2
     assert open_template(a.store, stale, t) is None
     assert a.quarantined(caller)["templates"] == []
+
+
+@pytest.mark.parametrize("other", ["renew_transform", "rotate_data_key"])
+def test_a_master_key_rotation_never_puts_back_a_replaced_data_key(
+    workers, shared_data, monkeypatch, other: str
+) -> None:
+    """Review: the master-key rotation listed the tenants, then wrote each one's re-wrapped data
+    key back from that list. A renewal or a data-key switch committed in between was overwritten
+    with the key it replaced, and everything sealed under the new key never opened again. The
+    other process here commits right after the listing."""
+    a, b, caller = workers
+    tid = caller.tenant_id
+    enrol(a, caller, "biden", photo(shared_data, BIDEN_1))
+    listed = a.store.list_tenants
+
+    def list_then_other_commits():
+        rows = listed()
+        if other == "renew_transform":
+            b.renew_transform(tid)
+        else:
+            b.operations.rotate_data_key(tid, batch=10, settle_s=0)
+        return rows
+
+    monkeypatch.setattr(a.store, "list_tenants", list_then_other_commits)
+    out = a.rotate_master_key()
+    assert out["tenants_rewrapped"] == 1
+    tenant = a.store.get_tenant(tid)
+    assert tenant is not None and tenant.kek_version == out["master_key_version"]
+    for svc in (a, b):
+        r = svc.verify(caller, "biden", svc.probe_from_image(photo(shared_data, BIDEN_2)))
+        assert r["match"] is True
+    assert a.quarantined(caller)["templates"] == []

@@ -49,20 +49,29 @@ class Operations:
     def rotate_master_key(self) -> dict[str, Any]:
         """Re-wrap every tenant's data key under the current master key (a new one when the ring
         can make one: the key file, a PKCS#11 token). Templates are untouched, so the service
-        keeps running. Run again after a crash: every data key is re-wrapped under the newest."""
+        keeps running. Run again after a crash: every data key is re-wrapped under the newest.
+
+        Each tenant is re-wrapped under its tenant lock, from its row as read under that lock: a
+        data-key rotation or a renewal that commits while this runs is never overwritten with
+        the key it replaced (which would leave everything sealed under the new key unopenable)."""
         ctx = self.ctx
         ring = ctx.ring
         new_version = ring.add_version() if ring.writable else ring.current
         count = 0
-        for tenant in ctx.store.list_tenants():
-            dek = ring.unwrap(tenant.kek_version, tenant.wrapped_dek, tenant.id)
-            version, wrapped = ring.wrap(dek, tenant.id)
-            ctx.store.update_tenant_keys(tenant.id, kek_version=version, wrapped_dek=wrapped)
+        for listed in ctx.store.list_tenants():
+            with ctx.store.tx():
+                ctx.store.lock_tenant(listed.id)
+                tenant = ctx.store.get_tenant(listed.id)
+                if tenant is None:  # deleted meanwhile
+                    continue
+                dek = ring.unwrap(tenant.kek_version, tenant.wrapped_dek, tenant.id)
+                version, wrapped = ring.wrap(dek, tenant.id)
+                ctx.store.update_tenant_keys(tenant.id, kek_version=version, wrapped_dek=wrapped)
+                for k in ctx.store.retired_tenant_keys(tenant.id):  # so old versions can go
+                    old = ring.unwrap(k.kek_version, k.wrapped_dek, k.tenant_id)
+                    version, wrapped = ring.wrap(old, k.tenant_id)
+                    ctx.store.rewrap_retired_key(k.tenant_id, k.version, version, wrapped)
             count += 1
-        for k in ctx.store.retired_tenant_keys():  # so the old version can be retired
-            dek = ring.unwrap(k.kek_version, k.wrapped_dek, k.tenant_id)
-            version, wrapped = ring.wrap(dek, k.tenant_id)
-            ctx.store.rewrap_retired_key(k.tenant_id, k.version, version, wrapped)
         ctx.audit(
             None,
             "keys.rotate_master",
