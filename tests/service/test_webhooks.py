@@ -30,7 +30,7 @@ from tests.service.conftest import (
 )
 
 from facegate.errors import InputError
-from facegate.service import webhook_delivery
+from facegate.service import webhook_delivery, webhooks
 from facegate.service.context import Caller
 from facegate.service.webhook_delivery import seal_config
 from facegate.service.webhook_targets import check_url
@@ -52,6 +52,8 @@ class Receiver:
         self.delay_s = delay_s
         self.hits: list[tuple[float, dict[str, str], bytes]] = []
         self.lock = threading.Lock()
+        self.active = 0  # requests being answered now, and the most at once
+        self.peak = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +62,11 @@ class Receiver:
                 with receiver.lock:
                     receiver.hits.append((time.monotonic(), dict(self.headers), body))
                     status = receiver.script.pop(0) if receiver.script else 200
+                    receiver.active += 1
+                    receiver.peak = max(receiver.peak, receiver.active)
                 time.sleep(receiver.delay_s)
+                with receiver.lock:
+                    receiver.active -= 1
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -606,3 +612,88 @@ def test_a_second_rotation_ends_the_first_grace(hooked: Server, receiver: Receiv
         verify_webhook(s0, headers, body)
     rotations = [a for a in c_audit(hooked, c) if a["action"] == "webhook.rotate_secret"]
     assert len(rotations) == 2
+
+
+def test_a_flooding_tenant_holds_up_no_other(hooked: Server, receiver: Receiver) -> None:
+    """Tenant A has 64 events due to a receiver that answers 200 only after 0.6 s (a slow but
+    successful receiver, as one that answers just before the deadline); B's one event goes out
+    at once, not after A's backlog (64 x 0.6 s / 8 senders, ~5 s, before the fairness), and A
+    never has more than the per-tenant cap of the worker's senders."""
+    slow = Receiver(delay_s=0.6)
+    try:
+        a, b = new_tenant(hooked, "hook-flood"), new_tenant(hooked, "hook-victim")
+        assert a.put("/v1/tenant/webhook", json={"url": slow.url()}).status_code == 200
+        assert b.put("/v1/tenant/webhook", json={"url": receiver.url()}).status_code == 200
+        link = capture_link(b, "victim")
+        ctx, tenant_a = hooked.service.ctx, c_tenant(hooked, a)
+        with ctx.store.tx():
+            for i in range(64):
+                assert emit(ctx, tenant_a, "capture.passed", {"capture_id": f"flood-{i}"})
+        slow.wait(2)  # the flood is being sent
+        started = time.monotonic()
+        decline(hooked, link)
+        [(arrived, _, _)] = receiver.wait(1, timeout_s=15.0)
+        waited = arrived - started
+        assert waited < 2.0, f"the victim's event waited {waited:.1f} s behind the flood"
+        cap = hooked.service.webhooks.policy.tenant_cap
+        assert cap == 2 and slow.peak <= cap, slow.peak
+        assert len(slow.hits) < 64  # the flood was still being sent
+        assert a.delete("/v1/tenant/webhook").status_code == 200  # the rest fail at once
+        settle(a, timeout_s=30.0)
+    finally:
+        slow.close()
+
+
+def test_redelivery_is_bounded(
+    hooked: Server, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivered event is redelivered at most once per ``REDELIVER_GAP_S`` (429 with
+    ``Retry-After``), and none while the tenant has ``REDELIVER_MAX_PENDING`` events pending,
+    however many calls race for the last places (one lock per tenant, on both backends)."""
+    c = new_tenant(hooked, "hook-redeliver")
+    assert c.put("/v1/tenant/webhook", json={"url": receiver.url()}).status_code == 200
+    ctx, tenant_id = hooked.service.ctx, c_tenant(hooked, c)
+    with ctx.store.tx():
+        ids = [emit(ctx, tenant_id, "capture.passed", {"capture_id": f"r-{i}"}) for i in range(6)]
+    receiver.wait(6)
+    settle(c)
+    path = "/v1/tenant/webhook-deliveries/{}/redeliver"
+    r = c.post(path.format(ids[0]))
+    assert r.status_code == 429 and r.json()["code"] == "webhook_redeliver_too_soon", r.text
+    assert 500 <= int(r.headers["Retry-After"]) <= webhooks.REDELIVER_GAP_S
+    time.sleep(0.3)
+    assert len(receiver.hits) == 6  # nothing was queued
+
+    monkeypatch.setattr(webhooks, "REDELIVER_GAP_S", 0.0)
+    monkeypatch.setattr(webhooks, "REDELIVER_MAX_PENDING", 3)
+    receiver.delay_s = 2.0  # the redelivered events stay pending (in flight or due) a while
+    start = threading.Barrier(6)
+    codes: list[tuple[int, str]] = []
+
+    def redeliver(event_id: str) -> None:
+        client = hooked.client(c.headers["Authorization"].removeprefix("Bearer "))
+        start.wait()
+        answer = client.post(path.format(event_id))
+        codes.append((answer.status_code, answer.json().get("code", "")))
+
+    threads = [threading.Thread(target=redeliver, args=(e,)) for e in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = [code for code, _ in codes if code == 200]
+    refused = [name for code, name in codes if code != 200]
+    assert 1 <= len(ok) <= 3, codes
+    assert set(refused) <= {"webhook_redeliver_backlog"}, codes
+    receiver.delay_s = 0.0
+    settle(c)
+    assert all(d["status"] == "delivered" for d in deliveries(c))
+
+
+def test_close_is_final(hooked: Server) -> None:
+    """A pass that runs after ``close`` (the loop's thread, abandoned when its task was
+    cancelled) claims nothing and starts no sender pool."""
+    w = Webhooks(hooked.service.ctx)
+    w.close()
+    assert w.deliver_due() == 0 and w._pool is None
+    w.close()  # twice is fine

@@ -88,6 +88,33 @@ def test_unsendable_urls_are_invalid(url: str) -> None:
     assert e.value.code == "webhook_url_invalid"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[fe80::1%25eth0]/hook",  # an IPv6 zone id, percent-encoded
+        "https://[fe80::1%eth0]/hook",
+        "https://[2606:4700:4700::1111%251]/hook",  # even on a public address
+        "https://rp.example./hook",  # a trailing dot
+        "https://1.1.1.1./hook",
+        "https://rp.example../hook",
+        "https://rp%2eexample/hook",  # a percent-encoded name
+    ],
+)
+def test_zone_ids_percent_signs_and_trailing_dots_are_refused(url: str) -> None:
+    """Refused before any lookup, whatever the resolver says and even with ``allow_private``."""
+    asked: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["1.1.1.1"]
+
+    for allow_private in (False, True):
+        with pytest.raises(InputError) as e:
+            check_url(url, allow_private=allow_private, resolver=resolver)
+        assert e.value.code == "webhook_url_invalid"
+    assert asked == []
+
+
 def test_unresolvable_and_inside_names_answer_alike() -> None:
     errors = []
     for addresses in ([], ["10.0.0.7"]):

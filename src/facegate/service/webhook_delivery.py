@@ -9,6 +9,12 @@ row that cannot be sent costs one sender for at most ``timeout_s``, never anothe
 delivery, the loop or the expiry sweep; and any exception of one row is that row's failed
 attempt (``internal_error``), logged by class name only.
 
+Senders are shared fairly: one tenant has at most ``WebhookPolicy.tenant_cap`` attempts in
+flight in a worker (2 of the default 8), and the claim serves tenants in turn (each one's
+oldest due row, round-robin from the tenant served last; storage/webhooks.py). So a tenant
+with thousands of events due to a receiver that answers just before the deadline holds a
+quarter of a worker's senders, and another tenant's event is claimed at the next pass.
+
 A claim counts the attempt and moves ``next_attempt_at`` past the lease and the back-off
 (storage/webhooks.py): a worker that dies mid-attempt leaves a row that is retried after that
 back-off, as a failed attempt, not re-sent at once; a row whose last attempt was lost so is
@@ -63,6 +69,8 @@ class WebhookPolicy:
     backoff_cap_s: float = 6 * 3600.0
     poll_s: float = 2.0  # each worker's delivery loop looks for due events this often
     batch: int = 8  # attempts one worker has in flight at most
+    # of which one tenant's at most (0: a quarter of ``batch``, at least 1; 2 of the default 8)
+    per_tenant: int = 0
     expiry_grace_s: float = 120.0  # a capture in flight at its link's expiry may still finish
     sweep_s: float = 30.0  # how often a worker looks for links that expired unused
 
@@ -70,6 +78,13 @@ class WebhookPolicy:
         """Seconds before the next attempt, after ``attempts`` failed ones."""
         base = self.backoff_s * self.backoff_factor ** max(0, attempts - 1)
         return min(self.backoff_cap_s, base) * random.uniform(0.8, 1.0)
+
+    @property
+    def tenant_cap(self) -> int:
+        """Attempts of one tenant a worker has in flight at most: so a tenant whose receiver
+        answers just before the deadline, with a thousand events due, holds a quarter of the
+        worker's senders, and every other tenant's event goes out at the next pass."""
+        return max(1, min(self.batch, self.per_tenant or self.batch // 4))
 
     @property
     def lease_s(self) -> float:
@@ -146,10 +161,12 @@ class WebhookDelivery:
         self.ctx = ctx
         self.policy = WebhookPolicy()
         self._last_sweep = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a done callback may run at once, under it
         self._pool: ThreadPoolExecutor | None = None
         self._senders = 0
         self._inflight: set[Future[None]] = set()
+        self._busy: dict[str, int] = {}  # attempts in flight per tenant (this worker's)
+        self._cursor = ""  # the tenant served last: the next pass starts after it
         self._closed = False
 
     def sweep_expired(self, now: float | None = None) -> int:
@@ -186,12 +203,17 @@ class WebhookDelivery:
         if free <= 0 or self._closed:
             return 0
         policy = self.policy
+        with self._lock:
+            busy, cursor = dict(self._busy), self._cursor
         rows = self.ctx.store.claim_webhook_deliveries(
             now,
             policy.lease_s,
             free,
             max_attempts=policy.max_attempts,
             retry_after=policy.delay,
+            per_tenant=policy.tenant_cap,
+            busy=busy,
+            after_tenant=cursor,
         )
         with self._lock:
             if self._closed:  # shutting down: the claims run out, then back-off applies
@@ -200,8 +222,22 @@ class WebhookDelivery:
                 self._senders = policy.batch
                 self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="webhook")
             for row in rows:
-                self._inflight.add(self._pool.submit(self._attempt, row))
+                self._busy[row.tenant_id] = self._busy.get(row.tenant_id, 0) + 1
+                future = self._pool.submit(self._attempt, row)
+                future.add_done_callback(functools.partial(self._done, row.tenant_id))
+                self._inflight.add(future)
+            if rows:
+                self._cursor = rows[-1].tenant_id
         return len(rows)
+
+    def _done(self, tenant_id: str, _: Future[None]) -> None:
+        """An attempt ended (or was cancelled at shutdown): its tenant's sender is free."""
+        with self._lock:
+            left = self._busy.get(tenant_id, 0) - 1
+            if left > 0:
+                self._busy[tenant_id] = left
+            else:
+                self._busy.pop(tenant_id, None)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait for the attempts in flight (tests, shutdown); True when none is left."""
@@ -210,18 +246,15 @@ class WebhookDelivery:
         return not wait_futures(pending, timeout=timeout_s).not_done
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Let the attempts in flight end (each within its deadline) and stop the senders; a
-        later pass (the app started again) starts new ones."""
+        """Let the attempts in flight end (each within its deadline) and stop the senders, for
+        good: a pass still running (the loop's thread is abandoned when its task is cancelled)
+        claims nothing more and never starts a new pool after this."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-        try:
-            self.wait_idle(self.policy.timeout_s + 1.0 if timeout_s is None else timeout_s)
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-        finally:
-            with self._lock:
-                self._closed = False
+        self.wait_idle(self.policy.timeout_s + 1.0 if timeout_s is None else timeout_s)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # -- one attempt, in a sender thread ----------------------------------------------------
 

@@ -138,7 +138,8 @@ def _printable(url: str) -> bool:
 
 def check_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> Target:
     """The endpoint a URL names, or ``InputError``: ``webhook_url_invalid`` (not an absolute
-    http(s) URL, a character that is not printable, credentials or a fragment in it),
+    http(s) URL, a character that is not printable, credentials or a fragment in it, a host
+    with an IPv6 zone id or any ``%``, or with a trailing dot),
     ``webhook_url_not_allowed`` (http, a host that does not resolve or resolves to an address
     that is not public, unless ``allow_private``: both the same code). ``TimeoutError`` from
     the resolver passes through (the caller decides what a slow name means)."""
@@ -162,6 +163,14 @@ def check_url(url: str, *, allow_private: bool, resolver: Resolver = resolve) ->
         raise InputError(
             "the webhook URL must not carry credentials or a fragment (the signature"
             " authenticates the server)",
+            code="webhook_url_invalid",
+        )
+    if "%" in host or host.endswith("."):
+        # a zone id (``fe80::1%eth0``) names an interface of the server, not a host, and a
+        # percent-encoded name is read differently by resolvers; a trailing dot makes a name
+        # that ``Host``, SNI and the certificate check do not match as the tenant meant it
+        raise InputError(
+            "the webhook host must not carry a zone id, a percent sign or a trailing dot",
             code="webhook_url_invalid",
         )
     if scheme == "http" and not allow_private:

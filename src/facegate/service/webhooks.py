@@ -17,6 +17,7 @@ codes and times: never an image, an embedding or a score.
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 from typing import Any
 
@@ -25,6 +26,7 @@ from facegate.errors import (
     ForbiddenError,
     InputError,
     NotFoundError,
+    RateLimitedError,
 )
 from facegate.protection.tenant import TenantSecrets
 from facegate.service.context import Caller, ServiceContext
@@ -56,6 +58,8 @@ __all__ = [
 SECRET_PREFIX = "whsec_"
 PREVIOUS_SECRET_TTL_S = 86400.0  # after a rotation, the old secret also signs for a day
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+REDELIVER_GAP_S = 600.0  # a delivered event may be redelivered once per 10 minutes
+REDELIVER_MAX_PENDING = 100  # no redelivery while the tenant has this many events pending
 
 
 def new_secret() -> str:
@@ -202,13 +206,38 @@ class Webhooks(WebhookDelivery):
         return {"deliveries": [delivery_view(d) for d in rows]}
 
     def redeliver(self, caller: Caller, event_id: str) -> dict[str, Any]:
-        """Send a delivered or failed event again (same event id), with a fresh set of tries."""
+        """Send a delivered or failed event again (same event id), with a fresh set of tries;
+        bounded, so that redelivery cannot become a way to keep senders busy: a delivered
+        event once per ``REDELIVER_GAP_S`` (429 ``webhook_redeliver_too_soon``), and none
+        while the tenant has ``REDELIVER_MAX_PENDING`` events pending (429
+        ``webhook_redeliver_backlog``). A failed event has no gap: it failed only after its
+        attempts and their back-off (or its webhook's removal, which sends nothing)."""
         tenant = self._admin(caller)
         store = self.ctx.store
-        if store.get_webhook_delivery(tenant.id, event_id) is None:
-            raise NotFoundError("no such webhook delivery")
-        if not store.redeliver_webhook(tenant.id, event_id, self.ctx.now()):
+        outcome, wait = store.redeliver_webhook(
+            tenant.id,
+            event_id,
+            self.ctx.now(),
+            min_gap_s=REDELIVER_GAP_S,
+            max_pending=REDELIVER_MAX_PENDING,
+        )
+        if outcome == "unknown":
+            raise NotFoundError("no such webhook delivery", code="no_webhook_delivery")
+        if outcome == "pending":
             raise ConflictError("this delivery is still pending", code="webhook_delivery_pending")
+        if outcome == "too_soon":
+            raise RateLimitedError(
+                f"this event was delivered less than {int(REDELIVER_GAP_S // 60)} minutes ago",
+                code="webhook_redeliver_too_soon",
+                retry_after_s=max(1, math.ceil(wait)),
+            )
+        if outcome == "backlog":
+            raise RateLimitedError(
+                f"this tenant has {REDELIVER_MAX_PENDING} or more webhook deliveries pending;"
+                " redeliver once they are sent",
+                code="webhook_redeliver_backlog",
+                retry_after_s=60,
+            )
         self.ctx.audit(caller, "webhook.redeliver", "ok", details={"event_id": event_id})
         row = store.get_webhook_delivery(tenant.id, event_id)
         assert row is not None

@@ -8,7 +8,7 @@ Rows hold ciphertexts of (transformed) templates only: never an image or a plain
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -252,6 +252,9 @@ class Store(Protocol):
         *,
         max_attempts: int,
         retry_after: Callable[[int], float],
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
+        after_tenant: str = "",
     ) -> list[DeliveryRow]: ...
 
     def finish_webhook_attempt(
@@ -271,7 +274,9 @@ class Store(Protocol):
 
     def get_webhook_delivery(self, tenant_id: str, event_id: str) -> DeliveryRow | None: ...
 
-    def redeliver_webhook(self, tenant_id: str, event_id: str, now: float) -> bool: ...
+    def redeliver_webhook(
+        self, tenant_id: str, event_id: str, now: float, *, min_gap_s: float, max_pending: int
+    ) -> tuple[str, float]: ...
 
     def prune_webhook_deliveries(self, before: float) -> int: ...
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +159,9 @@ class WebhookQueries(SQLBase):
         *,
         max_attempts: int,
         retry_after: Callable[[int], float],
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
+        after_tenant: str = "",
     ) -> list[DeliveryRow]:
         """Up to ``limit`` due deliveries, each claimed for this caller alone until
         ``now + lease_s``; the claim counts the attempt and moves ``next_attempt_at`` to the
@@ -166,14 +169,27 @@ class WebhookQueries(SQLBase):
         records it counts as failed (``attempt_abandoned``) and is retried after the back-off,
         not at once. A due row that already had ``max_attempts`` (its last attempt abandoned)
         is marked failed instead. One transaction per row, so that two claimers never hold
-        locks on several rows in different orders."""
+        locks on several rows in different orders.
+
+        Fair between tenants: a tenant gets at most ``per_tenant`` claims, less the attempts
+        the caller has in flight for it already (``busy``), and tenants take turns: each
+        tenant's oldest due row first, tenants in the order of their ids starting after
+        ``after_tenant`` (the caller's round-robin cursor, the last tenant it served), then
+        each one's second row, and so on. So a tenant with a thousand rows due gets no more of
+        a worker's senders than one with a single row, and never holds the others back."""
+        cap = limit if per_tenant is None else max(1, per_tenant)
+        busy = busy or {}
+        full = sorted(t for t, n in busy.items() if n >= cap)
+        skip = f" AND tenant_id NOT IN ({', '.join('?' * len(full))})" if full else ""
         candidates = (
             self._db()
             .execute(
-                "SELECT tenant_id, id, attempts FROM webhook_deliveries WHERE status='pending'"
-                " AND next_attempt_at<=? AND (claimed_until IS NULL OR claimed_until<?)"
-                " ORDER BY next_attempt_at LIMIT ?",
-                (now, now, limit),
+                "SELECT tenant_id, id, attempts FROM (SELECT tenant_id, id, attempts,"
+                " ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY next_attempt_at, id) AS rn"
+                " FROM webhook_deliveries WHERE status='pending' AND next_attempt_at<=?"
+                f" AND (claimed_until IS NULL OR claimed_until<?){skip}) due WHERE rn<=?"
+                " ORDER BY rn, CASE WHEN tenant_id>? THEN 0 ELSE 1 END, tenant_id LIMIT ?",
+                (now, now, *full, cap, after_tenant, limit * cap),
             )
             .fetchall()
         )
@@ -183,8 +199,13 @@ class WebhookQueries(SQLBase):
         )
         abandoned = "CASE WHEN claimed_until IS NULL THEN last_error ELSE 'attempt_abandoned' END"
         claimed: list[DeliveryRow] = []
+        taken: dict[str, int] = {}
         for c in candidates:
             key = (c["tenant_id"], c["id"])
+            if len(claimed) >= limit:
+                break
+            if taken.get(key[0], 0) + busy.get(key[0], 0) >= cap:
+                continue
             if int(c["attempts"]) >= max_attempts:
                 with self.tx() as db:
                     db.execute(
@@ -209,6 +230,7 @@ class WebhookQueries(SQLBase):
                     "SELECT * FROM webhook_deliveries WHERE tenant_id=? AND id=?", key
                 ).fetchone()
             claimed.append(_delivery(r))
+            taken[key[0]] = taken.get(key[0], 0) + 1
         return claimed
 
     def finish_webhook_attempt(
@@ -266,19 +288,44 @@ class WebhookQueries(SQLBase):
         )
         return None if r is None else _delivery(r)
 
-    def redeliver_webhook(self, tenant_id: str, event_id: str, now: float) -> bool:
+    def redeliver_webhook(
+        self, tenant_id: str, event_id: str, now: float, *, min_gap_s: float, max_pending: int
+    ) -> tuple[str, float]:
         """Queue a delivered or failed event again, with a fresh round of attempts (same event
-        id: a receiver that has it already drops it). False when unknown or still pending."""
+        id: a receiver that has it already drops it), within bounds: a delivered event not
+        within ``min_gap_s`` of its last delivery, and only while the tenant has fewer than
+        ``max_pending`` events pending. The outcome and, for ``too_soon``, the seconds left:
+        ``redelivered``, ``unknown``, ``pending``, ``too_soon``, ``backlog``. The check and the
+        change are one transaction under a per-tenant lock (PostgreSQL's advisory lock;
+        SQLite's one writer), so concurrent calls on any worker cannot pass the cap together."""
         with self.tx() as db:
-            return (
-                db.execute(
-                    "UPDATE webhook_deliveries SET status='pending', attempts=0,"
-                    " next_attempt_at=?, claimed_until=NULL, claim=NULL"
-                    " WHERE tenant_id=? AND id=? AND status<>'pending'",
-                    (now, tenant_id, event_id),
-                ).rowcount
-                == 1
-            )
+            self.lock_tenant(f"webhook-redeliver|{tenant_id}")
+            r = db.execute(
+                "SELECT status, delivered_at FROM webhook_deliveries WHERE tenant_id=? AND id=?",
+                (tenant_id, event_id),
+            ).fetchone()
+            if r is None:
+                return "unknown", 0.0
+            if r["status"] == "pending":
+                return "pending", 0.0
+            if r["status"] == "delivered" and r["delivered_at"] is not None:
+                left = float(r["delivered_at"]) + min_gap_s - now
+                if left > 0:
+                    return "too_soon", left
+            pending = db.execute(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM webhook_deliveries"
+                " WHERE tenant_id=? AND status='pending' LIMIT ?) p",
+                (tenant_id, max_pending),
+            ).fetchone()
+            if int(pending["n"]) >= max_pending:
+                return "backlog", 0.0
+            won = db.execute(
+                "UPDATE webhook_deliveries SET status='pending', attempts=0,"
+                " next_attempt_at=?, claimed_until=NULL, claim=NULL"
+                " WHERE tenant_id=? AND id=? AND status<>'pending'",
+                (now, tenant_id, event_id),
+            ).rowcount
+            return ("redelivered" if won == 1 else "pending"), 0.0
 
     def prune_webhook_deliveries(self, before: float) -> int:
         with self.tx() as db:

@@ -79,5 +79,7 @@ def webhook_redeliver(
     event_id: Annotated[str, Path(pattern=EVENT_ID)],
 ) -> dict[str, Any]:
     """Send a delivered or failed event again, with the same event id and a fresh set of
-    attempts (409 ``webhook_delivery_pending`` while it is still being tried)."""
+    attempts (409 ``webhook_delivery_pending`` while it is still being tried; 429
+    ``webhook_redeliver_too_soon`` within 10 minutes of its last delivery, 429
+    ``webhook_redeliver_backlog`` while 100 of the tenant's events are pending)."""
     return svc.redeliver_webhook(caller, event_id)
