@@ -39,7 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facegate.errors import ConfigError, ProtectionError, UnavailableError
+from facegate.errors import (
+    ConfigError,
+    ConflictError,
+    InputError,
+    ProtectionError,
+    UnavailableError,
+)
 from facegate.protection.crypto import NONCE_BYTES, dek_aad, unknown_version
 
 WRAP_LABEL = "facegate-master-v{}"
@@ -58,7 +64,7 @@ def _pkcs11() -> Any:
         raise ConfigError(
             "FACEGATE_PKCS11_MODULE is set but python-pkcs11 is not installed:"
             " pip install 'facegate[pkcs11]'",
-            code="pkcs11_missing",
+            code="bad_setting",
         ) from exc
     return pkcs11
 
@@ -201,6 +207,8 @@ class Pkcs11KeyRing:
         found = token_objects(session)
         self._keys = {v: (o["master"], o["derive"]) for v, o in found.items() if len(o) == 2}
         self._listed_at = time.monotonic()
+        for gone in [k for k in self._derived if k[0] not in self._keys]:  # retired elsewhere
+            del self._derived[gone]
 
     def _pair(self, version: int) -> tuple[Any, Any]:
         if version not in self._keys:
@@ -300,7 +308,10 @@ class Pkcs11KeyRing:
         """Destroy old versions in the token (never the current one): irreversible, which is why
         ``facegate keys retire`` first checks that nothing uses them."""
         current = self.current
-        assert current not in versions
+        if current in versions:  # a check that survives python -O: destroy is irreversible
+            raise ConflictError(
+                "the current master key cannot be retired", code="master_key_current"
+            )
         with self._open() as session:
             self._load(session)
             for v in versions:
@@ -383,6 +394,8 @@ def init_token(ring: Pkcs11KeyRing, first_version: int = 1) -> dict[str, Any]:
     """The first master key in an empty token (``facegate keys init-token``); a token that
     already holds one is left alone. ``first_version`` above 1 keeps a migrated deployment's
     token versions apart from its key file's (docs/keys.md)."""
+    if first_version < 1:
+        raise InputError("--first-version must be at least 1", code="bad_request")
     existing = ring.versions()
     if existing:
         return {"created": False, "versions": existing, **ring.describe()}

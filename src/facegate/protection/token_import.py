@@ -194,8 +194,7 @@ def check_deployment(ring: Pkcs11KeyRing, store: Store) -> dict[str, Any]:
             problems.append(
                 {
                     "tenant_id": tenant_id,
-                    "problem": f"wrapped by version {version}"
-                    " which is in neither the token nor the key file",
+                    "problem": f"wrapped by version {version}, which is not in the token",
                 }
             )
             continue

@@ -150,7 +150,7 @@ class Operations:
         """A fresh data key for one tenant, its rows re-sealed online and resumably
         (service/data_keys.py); the transform stays, so copies taken before still match."""
         if batch < 1:
-            raise InputError("--batch must be at least 1", code="bad_input")
+            raise InputError("--batch must be at least 1", code="bad_request")
         return rotate_data_key(self.ctx, tenant_id, batch, settle_s)
 
     def retire_master_keys(self) -> dict[str, Any]:

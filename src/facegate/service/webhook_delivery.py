@@ -293,8 +293,9 @@ class WebhookDelivery:
             target = check_url(config["url"], allow_private=policy.allow_private, resolver=resolver)
         except TimeoutError:  # the name did not resolve in time
             return AttemptResult(None, "timeout")
-        except FacegateError as exc:  # refused now, or the config does not open: say so
-            return AttemptResult(None, exc.code)
+        except FacegateError as exc:  # refused now: say so; anything else is ours to look at
+            code = exc.code if exc.code.startswith("webhook_url_") else "internal_error"
+            return AttemptResult(None, code)
         signing = [config["secret"]]
         if config.get("previous_secret") and float(config.get("previous_until", 0)) > ctx.now():
             signing.append(config["previous_secret"])

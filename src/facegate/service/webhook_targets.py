@@ -93,11 +93,6 @@ class Target:
     path: str  # path and query, percent-encoded ASCII
     address: str
 
-    def request_url(self) -> str:
-        ip = ipaddress.ip_address(self.address)
-        at = f"[{ip}]" if ip.version == 6 else str(ip)
-        return f"{self.scheme}://{at}:{self.port}{self.path}"
-
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
         name = f"[{self.host}]" if ":" in self.host else self.host

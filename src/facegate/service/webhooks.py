@@ -67,8 +67,8 @@ def new_secret() -> str:
 
 
 def reseal_config(ctx: ServiceContext, old: TenantSecrets, new: TenantSecrets) -> None:
-    """A data-key renewal (``facegate keys renew-transform``) re-seals the endpoint too, in its
-    transaction; without it the secret would no longer open."""
+    """A data-key renewal (``keys renew-transform``) or rotation (``keys rotate-data-key``)
+    re-seals the endpoint too, in its transaction; without it the secret would no longer open."""
     row = ctx.store.get_webhook(old.tenant_id)
     if row is not None:
         config = open_config(old, row)
