@@ -183,7 +183,7 @@ def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeyp
         with pytest.raises(RuntimeError):
             b.operations.rotate_data_key(tid, batch=1, settle_s=0.2)
         monkeypatch.setattr(b.store, "reseal_row", real)
-        new_version = b.store.data_key_version(tid)
+        new_version = b.tenant(tid).dek_version
         left = b.store.rows_below_data_key(tid, new_version)
         # one template re-sealed, then the crash
         assert left == {"templates": 2, "sessions": 1, "webhook": 0}, left
@@ -231,7 +231,7 @@ def test_data_key_rotation_is_online_and_resumable(workers, shared_data, monkeyp
     # a later renewal retires the rotated key under its own version
     a.renew_transform(tid)
     versions = sorted(k.version for k in a.store.retired_tenant_keys(tid))
-    assert versions == [1, 2] and a.store.data_key_version(tid) == 3
+    assert versions == [1, 2] and a.tenant(tid).dek_version == 3
 
 
 # -- writes that straddle the switch (review: rows were stamped with the tenant's version at

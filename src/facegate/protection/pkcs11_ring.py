@@ -25,12 +25,10 @@ a time (a PKCS#11 session is not safe for concurrent operations), re-opened afte
 
 from __future__ import annotations
 
-import errno
 import hmac
 import os
 import re
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +45,7 @@ from facegate.errors import (
     UnavailableError,
 )
 from facegate.protection.crypto import NONCE_BYTES, dek_aad, unknown_version
+from facegate.protection.pin_file import read_pin
 
 WRAP_LABEL = "facegate-master-v{}"
 DERIVE_LABEL = "facegate-derive-v{}"
@@ -55,6 +54,7 @@ _LABEL = re.compile(r"^facegate-(master|derive)-v(\d+)$")
 # C_FindObjects): a version added by `keys rotate` in another process becomes current here
 # within this time even if nothing asks for it by number.
 LISTING_MAX_AGE_S = 60.0
+UNWRAPPED_CACHE = 1024  # tenants' unwrapped data keys kept per process (oldest dropped first)
 
 
 def _pkcs11() -> Any:
@@ -67,58 +67,6 @@ def _pkcs11() -> Any:
             code="bad_setting",
         ) from exc
     return pkcs11
-
-
-_PIN_RULE = "FACEGATE_PKCS11_PIN_FILE must be "
-_PIN_MAX_BYTES = 4096
-
-
-def read_pin(path: Path) -> str:
-    """The user PIN from a file only its owner can read (never an environment variable, which
-    ends up in process listings, crash reports and ``env`` dumps).
-
-    The file is opened once (``O_NOFOLLOW``: a symbolic link in its place is refused, not
-    followed; ``O_NONBLOCK``: a FIFO cannot stall the start) and every check is made on that
-    descriptor, which is then read: nothing can swap the file between the check and the read.
-    It must be a regular file, owned by the user the process runs as (or root), with no group
-    or other permission bits. A refusal names the rule, never the PIN."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigError(
-                _PIN_RULE + "a file, not a symbolic link", code="bad_setting"
-            ) from exc
-        raise ConfigError("FACEGATE_PKCS11_PIN_FILE cannot be read", code="bad_setting") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(_PIN_RULE + "a regular file", code="bad_setting")
-        if st.st_uid not in (os.geteuid(), 0):
-            raise ConfigError(
-                _PIN_RULE + "owned by the user facegate runs as (or root)", code="bad_setting"
-            )
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                _PIN_RULE + "readable by its owner only (chmod 600)", code="bad_setting"
-            )
-        raw = b""
-        while len(raw) <= _PIN_MAX_BYTES and (chunk := os.read(fd, _PIN_MAX_BYTES + 1)):
-            raw += chunk
-    except OSError as exc:
-        raise ConfigError("FACEGATE_PKCS11_PIN_FILE cannot be read", code="bad_setting") from exc
-    finally:
-        os.close(fd)
-    if len(raw) > _PIN_MAX_BYTES:
-        raise ConfigError(_PIN_RULE + "a PIN, not a large file", code="bad_setting")
-    try:
-        pin = raw.decode().strip()
-    except UnicodeDecodeError:
-        raise ConfigError(_PIN_RULE + "UTF-8 text", code="bad_setting") from None  # no bytes
-    if not pin:
-        raise ConfigError("FACEGATE_PKCS11_PIN_FILE is empty", code="bad_setting")
-    return pin
 
 
 # PKCS#11 login state belongs to the process, not to a session: one logged-in session per
@@ -161,6 +109,9 @@ class Pkcs11KeyRing:
     pin: str = field(repr=False)
     _keys: dict[int, tuple[Any, Any]] = field(default_factory=dict, repr=False)
     _derived: dict[tuple[int, bytes], bytes] = field(default_factory=dict, repr=False)
+    # data keys unwrapped by the token: every request opens its tenant's keys, and a token
+    # round trip (milliseconds on a network HSM) for a key the process already holds is waste
+    _unwrapped: dict[tuple[int, bytes, str], bytes] = field(default_factory=dict, repr=False)
     _session: Any = field(default=None, repr=False)
     _listed_at: float = field(default=0.0, repr=False)
 
@@ -207,8 +158,7 @@ class Pkcs11KeyRing:
         found = token_objects(session)
         self._keys = {v: (o["master"], o["derive"]) for v, o in found.items() if len(o) == 2}
         self._listed_at = time.monotonic()
-        for gone in [k for k in self._derived if k[0] not in self._keys]:  # retired elsewhere
-            del self._derived[gone]
+        self._forget(lambda version: version not in self._keys)  # retired elsewhere
 
     def _pair(self, version: int) -> tuple[Any, Any]:
         if version not in self._keys:
@@ -262,7 +212,24 @@ class Pkcs11KeyRing:
             out = aes.encrypt(dek, mechanism=p11.Mechanism.AES_GCM, mechanism_param=params)
         return version, nonce + bytes(out)
 
+    def _forget(self, gone: Any) -> None:
+        """Drop what was derived or unwrapped under versions for which ``gone(version)``."""
+        for d in [k for k in self._derived if gone(k[0])]:
+            del self._derived[d]
+        for u in [k for k in self._unwrapped if gone(k[0])]:
+            del self._unwrapped[u]
+
     def unwrap(self, version: int, wrapped: bytes, tenant_id: str) -> bytes:
+        cached = self._unwrapped.get((version, wrapped, tenant_id))
+        if cached is not None:
+            return cached
+        out = self._unwrap_in_token(version, wrapped, tenant_id)
+        if len(self._unwrapped) >= UNWRAPPED_CACHE:
+            del self._unwrapped[next(iter(self._unwrapped))]  # the oldest
+        self._unwrapped[(version, wrapped, tenant_id)] = out
+        return out
+
+    def _unwrap_in_token(self, version: int, wrapped: bytes, tenant_id: str) -> bytes:
         p11 = _pkcs11()
         with self._open():
             aes, _ = self._pair(version)
@@ -318,8 +285,7 @@ class Pkcs11KeyRing:
                 for obj in self._keys.get(v, ()):
                     obj.destroy()
             self._load(session)
-        for key in [k for k in self._derived if k[0] in versions]:
-            del self._derived[key]
+        self._forget(lambda version: version in versions)
 
     def describe(self) -> dict[str, str]:
         return {"source": "pkcs11", "module": self.module, "token": self.token_label}

@@ -100,7 +100,7 @@ class Operations:
                     " (facegate keys rotate-data-key)",
                     code="rotation_in_progress",
                 )
-            dek_version = ctx.store.data_key_version(tenant_id)
+            dek_version = tenant.dek_version  # read with the row, under the lock
             new_version = tenant.transform_version + 1
             new = TenantSecrets(
                 tenant_id,

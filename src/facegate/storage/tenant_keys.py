@@ -118,13 +118,6 @@ class TenantKeyQueries(SQLBase):
 
     # -- data-key versions (facegate keys rotate-data-key) ------------------------------------
 
-    def data_key_version(self, tenant_id: str) -> int:
-        with self.tx() as db:
-            r = db.execute(
-                "SELECT dek_version FROM tenant_dek_versions WHERE tenant_id=?", (tenant_id,)
-            ).fetchone()
-        return int(r["dek_version"]) if r is not None else 1  # none listed: the first key
-
     def set_data_key_version(self, tenant_id: str, version: int) -> None:
         """Inside the transaction that installs the key (``update_tenant_keys``): whoever reads
         the tenant's row reads the key and its version together."""

@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facegate.web.middleware import CALLER_STATE
+from facegate.web.problems import route_template
 
 log = logging.getLogger("facegate.requests")
 REQUEST_ID = contextvars.ContextVar("facegate_request_id", default="")
@@ -110,7 +111,7 @@ class RequestLog:
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
-                    "route": getattr(scope.get("route"), "path", None) or "unmatched",
+                    "route": route_template(scope),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     "tenant_id": getattr(caller, "tenant_id", None),

@@ -42,6 +42,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facegate.web.problems import route_template
+
 REQUESTS = Counter(
     "facegate_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
@@ -200,7 +202,7 @@ class Metrics:
             await self.app(scope, receive, sending)
         finally:
             IN_FLIGHT.dec()
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = route_template(scope)
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(route).observe(time.perf_counter() - started)
 

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
+from starlette.types import Scope
 
 from facegate.errors import FacegateError, ModelError, UnavailableError
 
@@ -41,6 +42,12 @@ STATUS_MEANING: dict[int, str] = {
 }
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/subjects/{subject_id}``), never the path: paths name
+    subjects. ``unmatched`` before routing, or where no route matched."""
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
 def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     """A problem+json response; ``retry_after_s`` also becomes the ``Retry-After`` header."""
     body = {
@@ -62,7 +69,7 @@ async def facegate_error_handler(request: Request, exc: Exception) -> JSONRespon
     assert isinstance(exc, FacegateError)
     if exc.status < 500:
         return problem(exc.status, exc.code, str(exc), **_safe(exc.details))
-    log.error("%s (%s) on %s", type(exc).__name__, exc.code, _route(request))
+    log.error("%s (%s) on %s", type(exc).__name__, exc.code, route_template(request.scope))
     if isinstance(exc, (UnavailableError, ModelError)):
         return problem(503, exc.code, str(exc))  # messages are written to be safe; no details
     return problem(500, "internal_error", "the server could not complete the request")
@@ -114,7 +121,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Anything not raised on purpose: 500, logged by class name only (no message, no data)."""
-    log.error("unexpected %s on %s", type(exc).__name__, _route(request))
+    log.error("unexpected %s on %s", type(exc).__name__, route_template(request.scope))
     return problem(500, "internal_error", "the server could not complete the request")
 
 
@@ -137,8 +144,3 @@ def _safe(details: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, (str, int, float, bool)) or v is None or isinstance(v, (list, dict)):
             out[k] = v
     return out
-
-
-def _route(request: Request) -> str:
-    """The route template (``/v1/subjects/{subject_id}``), never the path: paths name subjects."""
-    return getattr(request.scope.get("route"), "path", None) or "unmatched"

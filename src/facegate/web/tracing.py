@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facegate.errors import ConfigError
 from facegate.web.logs import REQUEST_ID
+from facegate.web.problems import route_template
 
 _tracer: Any = None  # the SDK's tracer once ``configure`` ran; None: tracing off
 # ``FastAPI(telemetry=...)`` (FastAPI 0.16x; older versions keep it as an unused extra)
@@ -143,7 +144,7 @@ class Tracing:
                 span.set_status(Status(StatusCode.ERROR))
                 raise
             finally:
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                route = route_template(scope)
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
                 if status:
